@@ -1,0 +1,186 @@
+//! Typed configuration of the platform.
+//!
+//! Layers, later wins: `config/base.yaml`, then `config/<environment>.yaml`
+//! (`BIZCONTACTS_ENV`, default `local`), then `BIZCONTACTS__SECTION__KEY`
+//! environment variables, then the operations contract's `DATABASE_URL`,
+//! `REDIS_URL` and `BIZCONTACTS_HTTP_ADDR`. The yaml files are compiled into the
+//! binary so it runs from any directory with the same defaults.
+//!
+//! Connection URLs can carry passwords, so they are [`SecretString`]s: their
+//! `Debug` prints `[REDACTED]` and reading them takes an explicit
+//! `expose_secret()`.
+
+use secrecy::SecretString;
+use serde::Deserialize;
+use std::net::SocketAddr;
+
+pub use secrecy::ExposeSecret;
+
+const BASE: &str = include_str!("../../../config/base.yaml");
+const ENVIRONMENTS: &[(&str, &str)] = &[
+    ("local", include_str!("../../../config/local.yaml")),
+    ("production", include_str!("../../../config/production.yaml")),
+    ("test", include_str!("../../../config/test.yaml")),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("unknown environment {0:?} in BIZCONTACTS_ENV; expected local, production or test")]
+    UnknownEnvironment(String),
+    #[error("invalid configuration: {0}")]
+    Invalid(#[from] config::ConfigError),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    /// Which per-environment file was applied.
+    #[serde(default)]
+    pub environment: String,
+    pub http: HttpSettings,
+    pub database: DatabaseSettings,
+    pub redis: RedisSettings,
+    pub auth: AuthSettings,
+    pub log: LogSettings,
+    pub demo: DemoSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct HttpSettings {
+    pub addr: SocketAddr,
+    pub public_url: String,
+    pub json_body_limit_bytes: usize,
+    pub shutdown_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DatabaseSettings {
+    pub url: SecretString,
+    pub max_connections: u32,
+    pub acquire_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RedisSettings {
+    pub url: SecretString,
+    pub key_prefix: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AuthSettings {
+    pub session_ttl_secs: i64,
+    pub argon2_memory_kib: u32,
+    pub argon2_iterations: u32,
+    pub argon2_parallelism: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    pub filter: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DemoSettings {
+    pub tenant_name: String,
+    pub admin_email: String,
+    pub package: String,
+}
+
+impl Settings {
+    /// Load for the environment named by `BIZCONTACTS_ENV` (default `local`).
+    pub fn load() -> Result<Self, ConfigError> {
+        let env = std::env::var("BIZCONTACTS_ENV").unwrap_or_else(|_| "local".into());
+        Self::load_from(&env, |k| std::env::var(k).ok(), true)
+    }
+
+    /// Load for an explicit environment, reading overrides through `var`. Process
+    /// environment variables (`BIZCONTACTS__...`) are applied only when
+    /// `process_env` is set, so tests can build settings without inheriting them.
+    pub fn load_from(
+        environment: &str,
+        var: impl Fn(&str) -> Option<String>,
+        process_env: bool,
+    ) -> Result<Self, ConfigError> {
+        let layer = ENVIRONMENTS
+            .iter()
+            .find(|(name, _)| *name == environment)
+            .map(|(_, text)| *text)
+            .ok_or_else(|| ConfigError::UnknownEnvironment(environment.into()))?;
+        let mut builder = config::Config::builder()
+            .add_source(config::File::from_str(BASE, config::FileFormat::Yaml))
+            .add_source(config::File::from_str(layer, config::FileFormat::Yaml))
+            .set_override("environment", environment)?;
+        if process_env {
+            builder = builder.add_source(
+                config::Environment::with_prefix("BIZCONTACTS")
+                    .prefix_separator("__")
+                    .separator("__")
+                    .try_parsing(true),
+            );
+        }
+        builder = builder
+            .set_override_option("database.url", var("DATABASE_URL"))?
+            .set_override_option("redis.url", var("REDIS_URL"))?
+            .set_override_option("http.addr", var("BIZCONTACTS_HTTP_ADDR"))?;
+        Ok(builder.build()?.try_deserialize()?)
+    }
+
+    /// The base URL clients should use.
+    pub fn public_url(&self) -> String {
+        if self.http.public_url.is_empty() {
+            format!("http://{}", self.http.addr)
+        } else {
+            self.http.public_url.trim_end_matches('/').to_string()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_work_on_a_developer_machine() {
+        let s = Settings::load_from("local", |_| None, false).unwrap();
+        assert_eq!(s.http.addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(
+            s.database.url.expose_secret(),
+            "postgres://postgres@127.0.0.1:5432/bizcontacts"
+        );
+        assert_eq!(s.redis.url.expose_secret(), "redis://127.0.0.1:6379");
+        assert_eq!(s.log.format, LogFormat::Pretty);
+    }
+
+    #[test]
+    fn contract_variables_override_files() {
+        let s = Settings::load_from(
+            "production",
+            |k| match k {
+                "DATABASE_URL" => Some("postgres://app:hunter2@db/x".into()),
+                "BIZCONTACTS_HTTP_ADDR" => Some("0.0.0.0:9000".into()),
+                _ => None,
+            },
+            false,
+        )
+        .unwrap();
+        assert_eq!(s.http.addr.port(), 9000);
+        assert_eq!(s.log.format, LogFormat::Json);
+        // The password in the URL never reaches Debug output.
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn unknown_environment_is_an_error() {
+        assert!(matches!(
+            Settings::load_from("staging", |_| None, false),
+            Err(ConfigError::UnknownEnvironment(_))
+        ));
+    }
+}
