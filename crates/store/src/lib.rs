@@ -1,1 +1,23 @@
-//! placeholder
+//! Postgres store: the source of truth.
+//!
+//! [`Store`] owns the pool; each module holds the SQL for one table family and
+//! takes any executor, so a caller can run several of them in one transaction
+//! (a domain write and the audit event that records it commit together).
+//!
+//! Migrations live in the workspace's `migrations/` and are embedded here.
+
+pub mod api_keys;
+pub mod audit;
+pub mod db;
+pub mod error;
+pub mod packages;
+pub mod sessions;
+pub mod tenants;
+pub mod usage;
+pub mod users;
+
+pub use db::Store;
+pub use error::StoreError;
+
+/// Convenience alias for store results.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -1,0 +1,39 @@
+//! Per-tenant daily usage counters (UTC days).
+
+use crate::Result;
+use bizcontacts_domain::TenantId;
+use chrono::NaiveDate;
+use serde::Serialize;
+use sqlx::PgExecutor;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct DailyUsage {
+    pub searches: i32,
+    pub jobs: i32,
+    pub import_rows: i32,
+}
+
+/// Today's counters; a day with no row yet is all zeros.
+pub async fn get(db: impl PgExecutor<'_>, tenant: TenantId, day: NaiveDate) -> Result<DailyUsage> {
+    Ok(sqlx::query_as::<_, DailyUsage>(
+        "SELECT searches, jobs, import_rows FROM usage_daily WHERE tenant_id = $1 AND day = $2",
+    )
+    .bind(tenant.0)
+    .bind(day)
+    .fetch_optional(db)
+    .await?
+    .unwrap_or_default())
+}
+
+/// Open the usage day for every tenant (idempotent: existing rows are kept).
+/// Returns how many rows were created.
+pub async fn open_day_for_all(db: impl PgExecutor<'_>, day: NaiveDate) -> Result<u64> {
+    Ok(sqlx::query(
+        "INSERT INTO usage_daily (tenant_id, day) SELECT id, $1 FROM tenants
+         ON CONFLICT (tenant_id, day) DO NOTHING",
+    )
+    .bind(day)
+    .execute(db)
+    .await?
+    .rows_affected())
+}
