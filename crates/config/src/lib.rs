@@ -19,7 +19,10 @@ pub use secrecy::ExposeSecret;
 const BASE: &str = include_str!("../../../config/base.yaml");
 const ENVIRONMENTS: &[(&str, &str)] = &[
     ("local", include_str!("../../../config/local.yaml")),
-    ("production", include_str!("../../../config/production.yaml")),
+    (
+        "production",
+        include_str!("../../../config/production.yaml"),
+    ),
     ("test", include_str!("../../../config/test.yaml")),
 ];
 

@@ -101,7 +101,8 @@ impl Permission {
     ];
 
     /// Platform-wide permissions, held only through a system role.
-    pub const SYSTEM: &'static [Permission] = &[P::AdminMonitor, P::AdminOperate, P::AdminQuarantine];
+    pub const SYSTEM: &'static [Permission] =
+        &[P::AdminMonitor, P::AdminOperate, P::AdminQuarantine];
 
     pub fn is_system(self) -> bool {
         Self::SYSTEM.contains(&self)
@@ -114,9 +115,25 @@ impl Role {
         match self {
             Role::OrgAdmin => Permission::TENANT,
             Role::BillingManager => &[P::BillingManage, P::UsageRead],
-            Role::Importer => &[P::ContactsSearch, P::ImportsWrite, P::JobsRead, P::UsageRead],
-            Role::Reviewer => &[P::ContactsSearch, P::ImportsReview, P::JobsRead, P::UsageRead],
-            Role::Member => &[P::ContactsSearch, P::ContactsSave, P::CrmSync, P::JobsRead, P::UsageRead],
+            Role::Importer => &[
+                P::ContactsSearch,
+                P::ImportsWrite,
+                P::JobsRead,
+                P::UsageRead,
+            ],
+            Role::Reviewer => &[
+                P::ContactsSearch,
+                P::ImportsReview,
+                P::JobsRead,
+                P::UsageRead,
+            ],
+            Role::Member => &[
+                P::ContactsSearch,
+                P::ContactsSave,
+                P::CrmSync,
+                P::JobsRead,
+                P::UsageRead,
+            ],
         }
     }
 
@@ -162,7 +179,10 @@ impl PermissionSet {
     }
 
     fn bit(p: Permission) -> u32 {
-        1 << Permission::ALL.iter().position(|q| *q == p).expect("every permission is in ALL")
+        1 << Permission::ALL
+            .iter()
+            .position(|q| *q == p)
+            .expect("every permission is in ALL")
     }
 
     pub fn with(self, p: Permission) -> Self {
@@ -186,24 +206,29 @@ impl PermissionSet {
     }
 
     pub fn iter(self) -> impl Iterator<Item = Permission> {
-        Permission::ALL.iter().copied().filter(move |p| self.contains(*p))
+        Permission::ALL
+            .iter()
+            .copied()
+            .filter(move |p| self.contains(*p))
     }
 }
 
 /// Effective permissions of a user inside a tenant: their role there (if any)
 /// plus whatever their system roles grant in every tenant.
 pub fn tenant_permissions(role: Option<Role>, system_roles: &[SystemRole]) -> PermissionSet {
-    let from_role = role.map(|r| PermissionSet::of(r.permissions())).unwrap_or_default();
-    system_roles
-        .iter()
-        .fold(from_role, |acc, s| acc.union(PermissionSet::of(s.tenant_permissions())))
+    let from_role = role
+        .map(|r| PermissionSet::of(r.permissions()))
+        .unwrap_or_default();
+    system_roles.iter().fold(from_role, |acc, s| {
+        acc.union(PermissionSet::of(s.tenant_permissions()))
+    })
 }
 
 /// Platform-wide permissions of a user.
 pub fn system_permissions(system_roles: &[SystemRole]) -> PermissionSet {
-    system_roles
-        .iter()
-        .fold(PermissionSet::empty(), |acc, s| acc.union(PermissionSet::of(s.system_permissions())))
+    system_roles.iter().fold(PermissionSet::empty(), |acc, s| {
+        acc.union(PermissionSet::of(s.system_permissions()))
+    })
 }
 
 #[cfg(test)]
@@ -226,7 +251,13 @@ mod tests {
             (P::KeysManage, [true, false, false, false, false]),
             (P::UsageRead, [true, true, true, true, true]),
         ];
-        let roles = [Role::OrgAdmin, Role::BillingManager, Role::Importer, Role::Reviewer, Role::Member];
+        let roles = [
+            Role::OrgAdmin,
+            Role::BillingManager,
+            Role::Importer,
+            Role::Reviewer,
+            Role::Member,
+        ];
         for (perm, row) in table {
             for (role, expected) in roles.iter().zip(row) {
                 assert_eq!(role.allows(*perm), *expected, "{role} / {perm}");

@@ -26,11 +26,12 @@ impl Email {
         if local.is_empty() || local.len() > 64 {
             return Err(ParseError::new("local part must be 1 to 64 characters"));
         }
-        if local
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | ',' | ';' | '"' | '@'))
-        {
-            return Err(ParseError::new("local part contains a character not allowed in an address"));
+        if local.chars().any(|c| {
+            c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | ',' | ';' | '"' | '@')
+        }) {
+            return Err(ParseError::new(
+                "local part contains a character not allowed in an address",
+            ));
         }
         let domain = domain.to_ascii_lowercase();
         let labels: Vec<&str> = domain.split('.').collect();
@@ -39,10 +40,13 @@ impl Email {
                 && l.len() <= 63
                 && !l.starts_with('-')
                 && !l.ends_with('-')
-                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || !c.is_ascii())
+                && l.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || !c.is_ascii())
         };
         if labels.len() < 2 || !labels.iter().all(label_ok) {
-            return Err(ParseError::new("domain must be a valid host name such as example.com"));
+            return Err(ParseError::new(
+                "domain must be a valid host name such as example.com",
+            ));
         }
         Ok(Self(format!("{local}@{domain}")))
     }
@@ -83,7 +87,16 @@ mod tests {
 
     #[test]
     fn rejects_malformed_addresses() {
-        for bad in ["", "plain", "@example.com", "a@", "a@localhost", "a b@example.com", "a@-x.com", "a@x..com"] {
+        for bad in [
+            "",
+            "plain",
+            "@example.com",
+            "a@",
+            "a@localhost",
+            "a b@example.com",
+            "a@-x.com",
+            "a@x..com",
+        ] {
             assert!(Email::parse(bad).is_err(), "{bad:?} should be rejected");
         }
     }

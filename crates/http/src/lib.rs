@@ -1,1 +1,129 @@
-//! placeholder
+//! The HTTP intake of Business Contacts.
+//!
+//! Thin by design: authenticate, validate, record, enqueue. Where to look:
+//! - [`auth`]: the extractors that enforce the role/permission matrix
+//!   (`TenantScope<P>`, `SystemScope<P>`); handlers cannot skip them.
+//! - [`error`]: `ApiError`, the one error type, rendered as problem+json.
+//! - [`routes`]: one module per resource, each with its own `router()`.
+//! - [`app`]: assembles routes, layers and the OpenAPI document; [`serve`]
+//!   runs it until a shutdown token fires.
+
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod identity;
+pub mod middleware;
+pub mod pagination;
+pub mod routes;
+pub mod state;
+
+use axum::http::{HeaderName, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use error::Problem;
+use state::AppState;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+pub use state::{AppState as State, Inner as StateInner};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Business Contacts API", description = "Search a governed corpus of business contacts, stage imports for review, push approved leads to HighLevel."),
+    modifiers(&BearerAuth),
+    tags((name = "identity"), (name = "usage"), (name = "admin"), (name = "operations"))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("A session token from /v1/auth/login, or an API key"))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// Routes plus the OpenAPI document generated from them.
+pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(routes::router())
+        .split_for_parts()
+}
+
+/// The whole application: routes, `/openapi.json`, and the layers every
+/// request passes through (outermost first: request id, trace span, problem
+/// rendering, metrics, panic catching, body limit).
+pub fn app(state: AppState) -> Router {
+    let (router, openapi) = api();
+    let openapi = std::sync::Arc::new(openapi);
+    let request_id = HeaderName::from_static(middleware::REQUEST_ID);
+    let body_limit = state.json_body_limit;
+    router
+        .route("/openapi.json", get(move || async move { Json(openapi.as_ref().clone()) }))
+        .fallback(|| async { StatusCode::NOT_FOUND.into_response() })
+        .layer(RequestBodyLimitLayer::new(body_limit))
+        .layer(CatchPanicLayer::custom(middleware::panic_response))
+        .layer(axum::middleware::from_fn(middleware::http_metrics))
+        .layer(axum::middleware::from_fn(middleware::problem_responses))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &axum::http::Request<_>| {
+                    let id = req
+                        .headers()
+                        .get(middleware::REQUEST_ID)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("");
+                    // The path, never the query string: it may carry cursors or worse.
+                    tracing::info_span!("request", request_id = %id, method = %req.method(),
+                        path = %req.uri().path(), tenant_id = tracing::field::Empty, user_id = tracing::field::Empty)
+                })
+                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+        )
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .with_state(state)
+}
+
+/// Serve until `shutdown` fires, then let in-flight requests finish for up to
+/// `grace`.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: CancellationToken,
+    grace: Duration,
+) -> std::io::Result<()> {
+    let app = app(state);
+    let signal = shutdown.clone();
+    let server =
+        axum::serve(listener, app).with_graceful_shutdown(async move { signal.cancelled().await });
+    tokio::select! {
+        res = server => res,
+        _ = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
+            tracing::warn!("shutdown grace period over; dropping remaining connections");
+            Ok(())
+        }
+    }
+}
+
+/// For handlers that need to answer with a problem outside `ApiError`.
+pub fn problem(status: StatusCode, detail: &str) -> axum::response::Response {
+    Problem::new(status, detail).into_response()
+}

@@ -67,7 +67,10 @@ impl PasswordHasherConfig {
         let Ok(parsed) = PasswordHash::new(hash) else {
             return false;
         };
-        let ok = self.argon.verify_password(password.as_bytes(), &parsed).is_ok();
+        let ok = self
+            .argon
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok();
         ok && stored.is_some()
     }
 }
@@ -143,4 +146,16 @@ mod tests {
         assert!(hashes_equal(&token_hash(&a.key), &token_hash(&a.key)));
         assert!(!hashes_equal(&token_hash(&a.key), &token_hash(&b.key)));
     }
+}
+
+/// Length rules for a new password (NIST 800-63B: length over composition).
+pub fn check_password_policy(password: &str) -> Result<(), &'static str> {
+    let chars = password.chars().count();
+    if chars < 10 {
+        return Err("must be at least 10 characters");
+    }
+    if chars > 1024 {
+        return Err("must be at most 1024 characters");
+    }
+    Ok(())
 }

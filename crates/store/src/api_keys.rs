@@ -108,7 +108,12 @@ pub async fn find_by_prefix(db: impl PgExecutor<'_>, prefix: &str) -> Result<Vec
 }
 
 /// Keys of a tenant (revoked ones included, so the list is an honest history).
-pub async fn list(db: impl PgExecutor<'_>, tenant: TenantId, after: Option<ApiKeyId>, limit: i64) -> Result<Vec<ApiKey>> {
+pub async fn list(
+    db: impl PgExecutor<'_>,
+    tenant: TenantId,
+    after: Option<ApiKeyId>,
+    limit: i64,
+) -> Result<Vec<ApiKey>> {
     sqlx::query_as::<_, ApiKeyRow>(&format!(
         "{SELECT} WHERE tenant_id = $1 AND ($2::uuid IS NULL OR id > $2) ORDER BY id LIMIT $3"
     ))
@@ -137,7 +142,12 @@ pub async fn revoke(db: impl PgExecutor<'_>, tenant: TenantId, id: ApiKeyId) -> 
 
 /// Revoke every active key of a user named `name` in `tenant` (the dev demo key
 /// is rotated on each start this way).
-pub async fn revoke_named(db: impl PgExecutor<'_>, tenant: TenantId, user: UserId, name: &str) -> Result<u64> {
+pub async fn revoke_named(
+    db: impl PgExecutor<'_>,
+    tenant: TenantId,
+    user: UserId,
+    name: &str,
+) -> Result<u64> {
     Ok(sqlx::query(
         "UPDATE api_keys SET revoked_at = now()
          WHERE tenant_id = $1 AND user_id = $2 AND name = $3 AND revoked_at IS NULL",

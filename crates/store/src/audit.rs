@@ -74,7 +74,12 @@ pub struct Filter {
 }
 
 /// Newest first; `before` is the id of the last event of the previous page.
-pub async fn list(db: impl PgExecutor<'_>, f: &Filter, before: Option<uuid::Uuid>, limit: i64) -> Result<Vec<AuditEvent>> {
+pub async fn list(
+    db: impl PgExecutor<'_>,
+    f: &Filter,
+    before: Option<uuid::Uuid>,
+    limit: i64,
+) -> Result<Vec<AuditEvent>> {
     Ok(sqlx::query_as::<_, AuditEvent>(
         "SELECT id, at, tenant_id, actor_user_id, actor_api_key_id, action, target_type,
                 target_id, details, request_id

@@ -17,7 +17,11 @@ pub struct Store {
 }
 
 impl Store {
-    pub async fn connect(url: &str, max_connections: u32, acquire_timeout: Duration) -> Result<Self> {
+    pub async fn connect(
+        url: &str,
+        max_connections: u32,
+        acquire_timeout: Duration,
+    ) -> Result<Self> {
         let options = PgConnectOptions::from_str(url)?
             // Statement logging would put query parameters (emails, hashes) in logs.
             .disable_statement_logging();
@@ -35,15 +39,19 @@ impl Store {
         let options = PgConnectOptions::from_str(url)?;
         let name = options.get_database().unwrap_or("postgres").to_string();
         let mut admin = PgConnection::connect_with(&options.clone().database("postgres")).await?;
-        let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-            .bind(&name)
-            .fetch_one(&mut admin)
-            .await?;
+        let exists: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+                .bind(&name)
+                .fetch_one(&mut admin)
+                .await?;
         if exists {
             return Ok(false);
         }
         let quoted = format!("\"{}\"", name.replace('"', "\"\""));
-        match sqlx::query(&format!("CREATE DATABASE {quoted}")).execute(&mut admin).await {
+        match sqlx::query(&format!("CREATE DATABASE {quoted}"))
+            .execute(&mut admin)
+            .await
+        {
             Ok(_) => Ok(true),
             // Another process created it between our check and our CREATE.
             Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => Ok(false),
@@ -58,17 +66,22 @@ impl Store {
 
     /// True when every embedded migration has been applied successfully.
     pub async fn migrations_current(&self) -> Result<bool> {
-        let applied: Vec<i64> =
-            match sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
-                .fetch_all(&self.pool)
-                .await
-            {
-                Ok(v) => v,
-                // No migrations table yet: nothing applied.
-                Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => return Ok(false),
-                Err(e) => return Err(e.into()),
-            };
-        Ok(MIGRATOR.iter().all(|m| applied.binary_search(&m.version).is_ok()))
+        let applied: Vec<i64> = match sqlx::query_scalar(
+            "SELECT version FROM _sqlx_migrations WHERE success ORDER BY version",
+        )
+        .fetch_all(&self.pool)
+        .await
+        {
+            Ok(v) => v,
+            // No migrations table yet: nothing applied.
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => {
+                return Ok(false)
+            }
+            Err(e) => return Err(e.into()),
+        };
+        Ok(MIGRATOR
+            .iter()
+            .all(|m| applied.binary_search(&m.version).is_ok()))
     }
 
     pub async fn ping(&self) -> Result<()> {

@@ -27,7 +27,10 @@ impl StoreError {
 }
 
 /// Parse a stored enum value, turning a bad value into [`StoreError::Corrupt`].
-pub(crate) fn parse_stored<T: std::str::FromStr>(column: &str, value: &str) -> Result<T, StoreError> {
+pub(crate) fn parse_stored<T: std::str::FromStr>(
+    column: &str,
+    value: &str,
+) -> Result<T, StoreError> {
     value
         .parse()
         .map_err(|_| StoreError::Corrupt(format!("{column} = {value:?}")))

@@ -39,13 +39,15 @@ pub async fn create(
     expires_at: DateTime<Utc>,
 ) -> Result<SessionId> {
     let id = SessionId::generate();
-    sqlx::query("INSERT INTO sessions (id, user_id, token_hash, expires_at) VALUES ($1, $2, $3, $4)")
-        .bind(id.0)
-        .bind(user.0)
-        .bind(token_hash)
-        .bind(expires_at)
-        .execute(db)
-        .await?;
+    sqlx::query(
+        "INSERT INTO sessions (id, user_id, token_hash, expires_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(id.0)
+    .bind(user.0)
+    .bind(token_hash)
+    .bind(expires_at)
+    .execute(db)
+    .await?;
     Ok(id)
 }
 

@@ -21,6 +21,15 @@ pub enum TenantStatus {
     Suspended,
 }
 
+impl TenantStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Suspended => "suspended",
+        }
+    }
+}
+
 impl std::str::FromStr for TenantStatus {
     type Err = ();
     fn from_str(s: &str) -> Result<Self, ()> {
@@ -68,12 +77,14 @@ pub async fn create(db: impl PgExecutor<'_>, name: &str, package: PackageName) -
 }
 
 pub async fn get(db: impl PgExecutor<'_>, id: TenantId) -> Result<Tenant> {
-    sqlx::query_as::<_, TenantRow>("SELECT id, name, package, status, created_at FROM tenants WHERE id = $1")
-        .bind(id.0)
-        .fetch_optional(db)
-        .await?
-        .ok_or(StoreError::NotFound)?
-        .try_into()
+    sqlx::query_as::<_, TenantRow>(
+        "SELECT id, name, package, status, created_at FROM tenants WHERE id = $1",
+    )
+    .bind(id.0)
+    .fetch_optional(db)
+    .await?
+    .ok_or(StoreError::NotFound)?
+    .try_into()
 }
 
 pub async fn find_by_name(db: impl PgExecutor<'_>, name: &str) -> Result<Option<Tenant>> {
@@ -101,7 +112,11 @@ pub async fn lock(conn: &mut PgConnection, id: TenantId) -> Result<Tenant> {
 }
 
 /// Tenants ordered by id, after `cursor`.
-pub async fn list(db: impl PgExecutor<'_>, after: Option<TenantId>, limit: i64) -> Result<Vec<Tenant>> {
+pub async fn list(
+    db: impl PgExecutor<'_>,
+    after: Option<TenantId>,
+    limit: i64,
+) -> Result<Vec<Tenant>> {
     sqlx::query_as::<_, TenantRow>(
         "SELECT id, name, package, status, created_at FROM tenants
          WHERE $1::uuid IS NULL OR id > $1 ORDER BY id LIMIT $2",
@@ -115,7 +130,11 @@ pub async fn list(db: impl PgExecutor<'_>, after: Option<TenantId>, limit: i64) 
     .collect()
 }
 
-pub async fn set_package(db: impl PgExecutor<'_>, id: TenantId, package: PackageName) -> Result<()> {
+pub async fn set_package(
+    db: impl PgExecutor<'_>,
+    id: TenantId,
+    package: PackageName,
+) -> Result<()> {
     let done = sqlx::query("UPDATE tenants SET package = $2 WHERE id = $1")
         .bind(id.0)
         .bind(package.as_str())
@@ -136,7 +155,11 @@ pub struct TenantAccess {
     pub role: Option<bizcontacts_domain::Role>,
 }
 
-pub async fn access(db: impl PgExecutor<'_>, id: TenantId, user: bizcontacts_domain::UserId) -> Result<Option<TenantAccess>> {
+pub async fn access(
+    db: impl PgExecutor<'_>,
+    id: TenantId,
+    user: bizcontacts_domain::UserId,
+) -> Result<Option<TenantAccess>> {
     #[derive(sqlx::FromRow)]
     struct Row {
         #[sqlx(flatten)]
@@ -160,6 +183,10 @@ pub async fn access(db: impl PgExecutor<'_>, id: TenantId, user: bizcontacts_dom
     Ok(Some(TenantAccess {
         tenant: row.tenant.try_into()?,
         api_access: row.api_access,
-        role: row.role.as_deref().map(|r| parse_stored("memberships.role", r)).transpose()?,
+        role: row
+            .role
+            .as_deref()
+            .map(|r| parse_stored("memberships.role", r))
+            .transpose()?,
     }))
 }

@@ -35,7 +35,11 @@ impl From<UserRow> for User {
 }
 
 /// Insert a user; a second user with the same address (any case) is a conflict.
-pub async fn create(db: impl PgExecutor<'_>, email: &Email, password_hash: Option<&str>) -> Result<User> {
+pub async fn create(
+    db: impl PgExecutor<'_>,
+    email: &Email,
+    password_hash: Option<&str>,
+) -> Result<User> {
     let row = sqlx::query_as::<_, UserRow>(
         "INSERT INTO users (id, email, password_hash) VALUES ($1, $2, $3)
          RETURNING id, email, password_hash, created_at",
@@ -67,31 +71,41 @@ pub async fn find_by_email(db: impl PgExecutor<'_>, email: &str) -> Result<Optio
 }
 
 pub async fn get(db: impl PgExecutor<'_>, id: UserId) -> Result<User> {
-    Ok(
-        sqlx::query_as::<_, UserRow>("SELECT id, email, password_hash, created_at FROM users WHERE id = $1")
-            .bind(id.0)
-            .fetch_optional(db)
-            .await?
-            .ok_or(StoreError::NotFound)?
-            .into(),
+    Ok(sqlx::query_as::<_, UserRow>(
+        "SELECT id, email, password_hash, created_at FROM users WHERE id = $1",
     )
+    .bind(id.0)
+    .fetch_optional(db)
+    .await?
+    .ok_or(StoreError::NotFound)?
+    .into())
 }
 
 pub async fn system_roles(db: impl PgExecutor<'_>, user: UserId) -> Result<Vec<SystemRole>> {
-    let names: Vec<String> = sqlx::query_scalar("SELECT role FROM system_roles WHERE user_id = $1 ORDER BY role")
-        .bind(user.0)
-        .fetch_all(db)
-        .await?;
-    names.iter().map(|n| parse_stored("system_roles.role", n)).collect()
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT role FROM system_roles WHERE user_id = $1 ORDER BY role")
+            .bind(user.0)
+            .fetch_all(db)
+            .await?;
+    names
+        .iter()
+        .map(|n| parse_stored("system_roles.role", n))
+        .collect()
 }
 
 /// Grant a system role; granting one already held is not an error.
-pub async fn grant_system_role(db: impl PgExecutor<'_>, user: UserId, role: SystemRole) -> Result<bool> {
-    let done = sqlx::query("INSERT INTO system_roles (user_id, role) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-        .bind(user.0)
-        .bind(role.as_str())
-        .execute(db)
-        .await?;
+pub async fn grant_system_role(
+    db: impl PgExecutor<'_>,
+    user: UserId,
+    role: SystemRole,
+) -> Result<bool> {
+    let done = sqlx::query(
+        "INSERT INTO system_roles (user_id, role) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+    )
+    .bind(user.0)
+    .bind(role.as_str())
+    .execute(db)
+    .await?;
     Ok(done.rows_affected() == 1)
 }
 
@@ -130,17 +144,20 @@ impl TryFrom<MembershipRow> for Membership {
     }
 }
 
-const MEMBERSHIP_SELECT: &str = "SELECT m.tenant_id, t.name AS tenant_name, m.user_id, u.email, m.role, m.created_at
+const MEMBERSHIP_SELECT: &str =
+    "SELECT m.tenant_id, t.name AS tenant_name, m.user_id, u.email, m.role, m.created_at
      FROM memberships m JOIN users u ON u.id = m.user_id JOIN tenants t ON t.id = m.tenant_id";
 
 pub async fn memberships_of_user(db: impl PgExecutor<'_>, user: UserId) -> Result<Vec<Membership>> {
-    sqlx::query_as::<_, MembershipRow>(&format!("{MEMBERSHIP_SELECT} WHERE m.user_id = $1 ORDER BY t.name, m.tenant_id"))
-        .bind(user.0)
-        .fetch_all(db)
-        .await?
-        .into_iter()
-        .map(TryInto::try_into)
-        .collect()
+    sqlx::query_as::<_, MembershipRow>(&format!(
+        "{MEMBERSHIP_SELECT} WHERE m.user_id = $1 ORDER BY t.name, m.tenant_id"
+    ))
+    .bind(user.0)
+    .fetch_all(db)
+    .await?
+    .into_iter()
+    .map(TryInto::try_into)
+    .collect()
 }
 
 /// Members of a tenant ordered by user id, after `after`.
@@ -164,19 +181,30 @@ pub async fn members(
     .collect()
 }
 
-pub async fn membership(db: impl PgExecutor<'_>, tenant: TenantId, user: UserId) -> Result<Option<Membership>> {
-    sqlx::query_as::<_, MembershipRow>(&format!("{MEMBERSHIP_SELECT} WHERE m.tenant_id = $1 AND m.user_id = $2"))
-        .bind(tenant.0)
-        .bind(user.0)
-        .fetch_optional(db)
-        .await?
-        .map(TryInto::try_into)
-        .transpose()
+pub async fn membership(
+    db: impl PgExecutor<'_>,
+    tenant: TenantId,
+    user: UserId,
+) -> Result<Option<Membership>> {
+    sqlx::query_as::<_, MembershipRow>(&format!(
+        "{MEMBERSHIP_SELECT} WHERE m.tenant_id = $1 AND m.user_id = $2"
+    ))
+    .bind(tenant.0)
+    .bind(user.0)
+    .fetch_optional(db)
+    .await?
+    .map(TryInto::try_into)
+    .transpose()
 }
 
 /// Add a member within the package's `users` limit. The tenant row is locked
 /// first, so concurrent adds are serialised and cannot overshoot the limit.
-pub async fn add_member(conn: &mut PgConnection, tenant: TenantId, user: UserId, role: Role) -> Result<Membership> {
+pub async fn add_member(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    user: UserId,
+    role: Role,
+) -> Result<Membership> {
     let t = tenants::lock(&mut *conn, tenant).await?;
     let (count, max): (i64, i32) = sqlx::query_as(
         "SELECT (SELECT count(*) FROM memberships WHERE tenant_id = $1), p.users
@@ -187,7 +215,10 @@ pub async fn add_member(conn: &mut PgConnection, tenant: TenantId, user: UserId,
     .fetch_one(&mut *conn)
     .await?;
     if count >= i64::from(max) {
-        return Err(StoreError::LimitReached { limit: "users", max: max.into() });
+        return Err(StoreError::LimitReached {
+            limit: "users",
+            max: max.into(),
+        });
     }
     let inserted = sqlx::query(
         "INSERT INTO memberships (tenant_id, user_id, role) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
@@ -198,9 +229,13 @@ pub async fn add_member(conn: &mut PgConnection, tenant: TenantId, user: UserId,
     .execute(&mut *conn)
     .await?;
     if inserted.rows_affected() == 0 {
-        return Err(StoreError::Conflict("the user is already a member of this tenant".into()));
+        return Err(StoreError::Conflict(
+            "the user is already a member of this tenant".into(),
+        ));
     }
-    membership(&mut *conn, tenant, user).await?.ok_or(StoreError::NotFound)
+    membership(&mut *conn, tenant, user)
+        .await?
+        .ok_or(StoreError::NotFound)
 }
 
 /// Refuse a change that would leave the tenant without an org admin (nobody
@@ -214,15 +249,24 @@ async fn ensure_other_admin(conn: &mut PgConnection, tenant: TenantId, user: Use
     .fetch_one(&mut *conn)
     .await?;
     if others == 0 {
-        return Err(StoreError::Conflict("a tenant must keep at least one org_admin".into()));
+        return Err(StoreError::Conflict(
+            "a tenant must keep at least one org_admin".into(),
+        ));
     }
     Ok(())
 }
 
 /// Change a member's role; returns the previous role.
-pub async fn change_role(conn: &mut PgConnection, tenant: TenantId, user: UserId, role: Role) -> Result<Role> {
+pub async fn change_role(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    user: UserId,
+    role: Role,
+) -> Result<Role> {
     tenants::lock(&mut *conn, tenant).await?;
-    let current = membership(&mut *conn, tenant, user).await?.ok_or(StoreError::NotFound)?;
+    let current = membership(&mut *conn, tenant, user)
+        .await?
+        .ok_or(StoreError::NotFound)?;
     if current.role == Role::OrgAdmin && role != Role::OrgAdmin {
         ensure_other_admin(conn, tenant, user).await?;
     }
@@ -236,9 +280,15 @@ pub async fn change_role(conn: &mut PgConnection, tenant: TenantId, user: UserId
 }
 
 /// Remove a member; returns the role they had.
-pub async fn remove_member(conn: &mut PgConnection, tenant: TenantId, user: UserId) -> Result<Role> {
+pub async fn remove_member(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    user: UserId,
+) -> Result<Role> {
     tenants::lock(&mut *conn, tenant).await?;
-    let current = membership(&mut *conn, tenant, user).await?.ok_or(StoreError::NotFound)?;
+    let current = membership(&mut *conn, tenant, user)
+        .await?
+        .ok_or(StoreError::NotFound)?;
     if current.role == Role::OrgAdmin {
         ensure_other_admin(conn, tenant, user).await?;
     }

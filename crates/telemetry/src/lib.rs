@@ -44,9 +44,9 @@ fn patterns() -> &'static [(Regex, &'static str)] {
 
 /// Remove secrets from one formatted log line.
 pub fn redact(line: &str) -> String {
-    patterns()
-        .iter()
-        .fold(line.to_string(), |acc, (re, with)| re.replace_all(&acc, *with).into_owned())
+    patterns().iter().fold(line.to_string(), |acc, (re, with)| {
+        re.replace_all(&acc, *with).into_owned()
+    })
 }
 
 /// Wraps a writer: each formatted event is redacted before it is written.
@@ -94,9 +94,12 @@ impl<'a, M: MakeWriter<'a>> MakeWriter<'a> for RedactingMakeWriter<M> {
 /// Install the global subscriber: `RUST_LOG` wins over `default_filter`. Logs go
 /// to stderr so stdout stays free for what admin commands print.
 pub fn init(format: Format, default_filter: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let writer = RedactingMakeWriter(std::io::stderr);
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer);
     let result = match format {
         Format::Json => builder
             .json()
@@ -115,7 +118,9 @@ pub fn prometheus() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE.get_or_init(|| {
         let recorder = PrometheusBuilder::new()
-            .set_buckets(&[0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0])
+            .set_buckets(&[
+                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+            ])
             .expect("static buckets are valid")
             .build_recorder();
         let handle = recorder.handle();
@@ -134,7 +139,10 @@ mod tests {
         let cases = [
             ("authorization: Bearer abc.def-123", "abc.def-123"),
             ("key bck_AbCdEfGh_rest0fTheKeyMaterial used", "bck_AbCdEfGh"),
-            (r#"{"password":"hunter2 with spaces","email":"a@b.c"}"#, "hunter2"),
+            (
+                r#"{"password":"hunter2 with spaces","email":"a@b.c"}"#,
+                "hunter2",
+            ),
             ("client_secret=s3cr3t other=1", "s3cr3t"),
             ("db postgres://app:pa55word@db:5432/x", "pa55word"),
             ("session bcs_0123456789abcdefghij", "bcs_0123456789"),

@@ -1,0 +1,200 @@
+//! `ApiError`: the intake's one error type, rendered as RFC 9457 problem+json.
+//!
+//! Handlers return `Result<_, ApiError>`. Client errors carry a detail fit to
+//! show; `Internal` is logged here (inside the request span, so with its request
+//! id) and answered with a generic 500 that leaks nothing. The
+//! [`crate::middleware::problem_responses`] layer adds `request_id` and
+//! `instance`, and turns errors produced outside handlers (unknown routes, 405,
+//! 413 from the body limit) into the same shape.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bizcontacts_store::StoreError;
+use serde::Serialize;
+
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// One invalid field of a request.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct FieldError {
+    /// JSON path of the field, e.g. `scopes[1]` or `email`.
+    pub field: String,
+    pub reason: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The RFC 9457 body every error response carries.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+    /// The id of this request in our logs; quote it to support.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// For validation errors: every offending field and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub errors: Option<serde_json::Value>,
+    /// For limit errors: the package limit that was hit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<String>,
+}
+
+impl Problem {
+    pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
+        let slug = match status {
+            StatusCode::BAD_REQUEST => "bad-request",
+            StatusCode::UNAUTHORIZED => "unauthorized",
+            StatusCode::FORBIDDEN => "forbidden",
+            StatusCode::NOT_FOUND => "not-found",
+            StatusCode::METHOD_NOT_ALLOWED => "method-not-allowed",
+            StatusCode::CONFLICT => "conflict",
+            StatusCode::PAYLOAD_TOO_LARGE => "payload-too-large",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported-media-type",
+            StatusCode::UNPROCESSABLE_ENTITY => "validation-error",
+            StatusCode::TOO_MANY_REQUESTS => "limit-exceeded",
+            StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+            s if s.is_server_error() => "internal-error",
+            _ => "error",
+        };
+        Self {
+            type_: format!("/problems/{slug}"),
+            title: status.canonical_reason().unwrap_or("Error").to_string(),
+            status: status.as_u16(),
+            detail: detail.into(),
+            instance: None,
+            request_id: None,
+            errors: None,
+            limit: None,
+        }
+    }
+
+    pub fn into_response_with(self, extra: impl FnOnce(&mut Response)) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::to_vec(&self).unwrap_or_default();
+        let mut res = (status, body).into_response();
+        res.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        extra(&mut res);
+        res
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        self.into_response_with(|_| {})
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("request is invalid")]
+    Validation(Vec<FieldError>),
+    #[error("{detail}")]
+    LimitReached { limit: &'static str, detail: String },
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    pub fn field(field: &str, reason: impl Into<String>) -> Self {
+        ApiError::Validation(vec![FieldError::new(field, reason)])
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => ApiError::NotFound("resource"),
+            StoreError::Conflict(msg) => ApiError::Conflict(msg),
+            StoreError::LimitReached { limit, max } => ApiError::LimitReached {
+                limit,
+                detail: format!("the package allows {max} {limit}; this request would exceed it"),
+            },
+            other => ApiError::Internal(other.into()),
+        }
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::from(e).into()
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let problem = match &self {
+            ApiError::Unauthorized(d) => Problem::new(StatusCode::UNAUTHORIZED, d),
+            ApiError::Forbidden(d) => Problem::new(StatusCode::FORBIDDEN, d),
+            ApiError::NotFound(what) => {
+                Problem::new(StatusCode::NOT_FOUND, format!("{what} not found"))
+            }
+            ApiError::BadRequest(d) => Problem::new(StatusCode::BAD_REQUEST, d),
+            ApiError::Conflict(d) => Problem::new(StatusCode::CONFLICT, d),
+            ApiError::Validation(errors) => Problem {
+                errors: serde_json::to_value(errors).ok(),
+                ..Problem::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    errors
+                        .iter()
+                        .map(|e| format!("{}: {}", e.field, e.reason))
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                )
+            },
+            ApiError::LimitReached { limit, detail } => Problem {
+                limit: Some((*limit).to_string()),
+                ..Problem::new(StatusCode::CONFLICT, detail)
+            },
+            ApiError::PayloadTooLarge(d) => Problem::new(StatusCode::PAYLOAD_TOO_LARGE, d),
+            ApiError::UnsupportedMediaType(d) => {
+                Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, d)
+            }
+            ApiError::Unavailable(d) => Problem::new(StatusCode::SERVICE_UNAVAILABLE, d),
+            ApiError::Internal(e) => {
+                tracing::error!(error = %format!("{e:#}"), "request failed");
+                Problem::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "an internal error occurred; quote the request id to support",
+                )
+            }
+        };
+        let unauthorized = matches!(self, ApiError::Unauthorized(_));
+        problem.into_response_with(|res| {
+            if unauthorized {
+                res.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+        })
+    }
+}

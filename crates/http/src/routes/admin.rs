@@ -1,0 +1,150 @@
+//! Platform administration (system roles): tenants, manual plan activation, audit.
+
+use crate::auth::{perm, SystemScope};
+use crate::error::{ApiError, Problem};
+use crate::extract::{ApiJson, ApiQuery, RequestId};
+use crate::pagination::{Page, PageParams};
+use crate::state::AppState;
+use axum::extract::{Path, State};
+use axum::Json;
+use bizcontacts_domain::{PackageName, TenantId, UserId};
+use bizcontacts_store::audit::{self, AuditEvent, Filter};
+use bizcontacts_store::tenants;
+use bizcontacts_store::usage::{self, DailyUsage};
+use bizcontacts_store::StoreError;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa_axum::{router::OpenApiRouter, routes};
+use uuid::Uuid;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_tenants))
+        .routes(routes!(set_package))
+        .routes(routes!(list_audit))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct TenantView {
+    tenant_id: Uuid,
+    name: String,
+    package: PackageName,
+    /// `active` or `suspended`.
+    status: &'static str,
+    created_at: DateTime<Utc>,
+    #[schema(value_type = Object)]
+    usage_today: DailyUsage,
+}
+
+/// Tenants with their package and today's usage.
+#[utoipa::path(get, path = "/v1/admin/tenants", tag = "admin", security(("bearer" = [])), params(PageParams),
+    responses((status = 200, body = Page<TenantView>), (status = 403, body = Problem)))]
+async fn list_tenants(
+    State(state): State<AppState>,
+    _scope: SystemScope<perm::AdminMonitor>,
+    ApiQuery(page): ApiQuery<PageParams>,
+) -> Result<Json<Page<TenantView>>, ApiError> {
+    let limit = page.limit()?;
+    let db = &state.store.pool;
+    let rows = tenants::list(db, page.cursor()?.map(TenantId), limit + 1).await?;
+    let today = Utc::now().date_naive();
+    let mut page = Page::from_rows(rows, limit, |t| t.id.0, |t| t);
+    let mut items = Vec::with_capacity(page.items.len());
+    for t in page.items.drain(..) {
+        items.push(TenantView {
+            tenant_id: t.id.0,
+            usage_today: usage::get(db, t.id, today).await?,
+            name: t.name,
+            package: t.package,
+            status: t.status.as_str(),
+            created_at: t.created_at,
+        });
+    }
+    Ok(Json(Page {
+        items,
+        next_cursor: page.next_cursor,
+    }))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetPackage {
+    package: PackageName,
+    /// Why (kept in the audit event).
+    reason: Option<String>,
+}
+
+/// Manual plan activation (audited).
+#[utoipa::path(put, path = "/v1/admin/tenants/{tenant_id}/package", tag = "admin", security(("bearer" = [])),
+    params(("tenant_id" = Uuid, Path)), request_body = SetPackage,
+    responses((status = 200, body = TenantView), (status = 403, body = Problem), (status = 404, body = Problem)))]
+async fn set_package(
+    State(state): State<AppState>,
+    scope: SystemScope<perm::AdminOperate>,
+    RequestId(request_id): RequestId,
+    Path(tenant_id): Path<Uuid>,
+    ApiJson(req): ApiJson<SetPackage>,
+) -> Result<Json<TenantView>, ApiError> {
+    let id = TenantId(tenant_id);
+    let mut tx = state.store.pool.begin().await?;
+    let before = tenants::lock(&mut tx, id).await.map_err(|e| match e {
+        StoreError::NotFound => ApiError::NotFound("tenant"),
+        other => other.into(),
+    })?;
+    tenants::set_package(&mut *tx, id, req.package).await?;
+    audit::record(
+        &mut *tx,
+        scope.principal.event(
+            Some(id),
+            "tenant.package_activated",
+            ("tenant", id.to_string()),
+            json!({ "from": before.package, "to": req.package, "reason": req.reason }),
+            request_id.as_deref(),
+        ),
+    )
+    .await?;
+    let t = tenants::get(&mut *tx, id).await?;
+    let usage_today = usage::get(&mut *tx, id, Utc::now().date_naive()).await?;
+    tx.commit().await?;
+    Ok(Json(TenantView {
+        tenant_id: t.id.0,
+        name: t.name,
+        package: t.package,
+        status: t.status.as_str(),
+        created_at: t.created_at,
+        usage_today,
+    }))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    tenant_id: Option<Uuid>,
+    actor_user_id: Option<Uuid>,
+    action: Option<String>,
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+/// Audit events, newest first.
+#[utoipa::path(get, path = "/v1/admin/audit", tag = "admin", security(("bearer" = [])), params(AuditQuery),
+    responses((status = 200, body = Page<Object>), (status = 403, body = Problem)))]
+async fn list_audit(
+    State(state): State<AppState>,
+    _scope: SystemScope<perm::AdminMonitor>,
+    ApiQuery(q): ApiQuery<AuditQuery>,
+) -> Result<Json<Page<AuditEvent>>, ApiError> {
+    let page = PageParams {
+        limit: q.limit,
+        cursor: q.cursor,
+    };
+    let limit = page.limit()?;
+    let filter = Filter {
+        tenant_id: q.tenant_id.map(TenantId),
+        actor_user_id: q.actor_user_id.map(UserId),
+        action: q.action,
+    };
+    let rows = audit::list(&state.store.pool, &filter, page.cursor()?, limit + 1).await?;
+    Ok(Json(Page::from_rows(rows, limit, |e| e.id, |e| e)))
+}

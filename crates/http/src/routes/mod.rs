@@ -1,0 +1,21 @@
+//! Routes, one module per resource; each exposes `router()`.
+
+use crate::state::AppState;
+use utoipa_axum::router::OpenApiRouter;
+
+pub mod admin;
+pub mod api_keys;
+pub mod health;
+pub mod members;
+pub mod session;
+pub mod usage;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .merge(health::router())
+        .merge(session::router())
+        .merge(members::router())
+        .merge(api_keys::router())
+        .merge(usage::router())
+        .merge(admin::router())
+}

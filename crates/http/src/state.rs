@@ -1,0 +1,32 @@
+//! Shared state of the intake: one value, cloned into every handler.
+
+use bizcontacts_queue::Redis;
+use bizcontacts_security::PasswordHasherConfig;
+use bizcontacts_store::Store;
+use std::sync::Arc;
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub store: Store,
+    pub redis: Redis,
+    pub passwords: PasswordHasherConfig,
+    /// How long a sign-in session lasts.
+    pub session_ttl: chrono::Duration,
+    /// Largest JSON body accepted.
+    pub json_body_limit: usize,
+}
+
+impl AppState {
+    pub fn new(inner: Inner) -> Self {
+        Self(Arc::new(inner))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}

@@ -1,0 +1,50 @@
+//! One module per subcommand.
+
+mod admin;
+mod dev;
+mod serve;
+
+use crate::cli::{Cli, Command};
+use crate::runtime;
+use bizcontacts_config::Settings;
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let settings = Settings::load()?;
+    match cli.command {
+        Command::Migrate => {
+            runtime::init_logging(&settings, None);
+            runtime::migrated_store(&settings).await?;
+            tracing::info!("migrations applied");
+            Ok(())
+        }
+        Command::Serve => {
+            runtime::init_logging(&settings, None);
+            serve::run(&settings).await
+        }
+        Command::Worker => {
+            runtime::init_logging(&settings, None);
+            anyhow::bail!("the worker arrives with the job platform (issue 4)")
+        }
+        Command::Scheduler => {
+            runtime::init_logging(&settings, None);
+            anyhow::bail!("the scheduler arrives with the job platform (issue 4)")
+        }
+        Command::Dev => {
+            runtime::init_logging(&settings, None);
+            dev::run(&settings).await
+        }
+        // Admin commands print their result on stdout: keep logs to warnings.
+        Command::Tenant(cmd) => {
+            runtime::init_logging(&settings, Some("warn"));
+            admin::tenant(&settings, cmd).await
+        }
+        Command::User(cmd) => {
+            runtime::init_logging(&settings, Some("warn"));
+            admin::user(&settings, cmd).await
+        }
+        Command::ApiKey(cmd) => {
+            runtime::init_logging(&settings, Some("warn"));
+            admin::api_key(&settings, cmd).await
+        }
+    }
+}

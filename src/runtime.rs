@@ -1,0 +1,97 @@
+//! What every long-running subcommand needs: settings, connections, shutdown.
+
+use anyhow::Context;
+use bizcontacts_config::{ExposeSecret, LogFormat, Settings};
+use bizcontacts_http::StateInner;
+use bizcontacts_queue::Redis;
+use bizcontacts_security::PasswordHasherConfig;
+use bizcontacts_store::Store;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+pub fn init_logging(settings: &Settings, default_filter: Option<&str>) {
+    let format = match settings.log.format {
+        LogFormat::Json => bizcontacts_telemetry::Format::Json,
+        LogFormat::Pretty => bizcontacts_telemetry::Format::Pretty,
+    };
+    bizcontacts_telemetry::init(format, default_filter.unwrap_or(&settings.log.filter));
+}
+
+pub async fn store(settings: &Settings) -> anyhow::Result<Store> {
+    Store::connect(
+        settings.database.url.expose_secret(),
+        settings.database.max_connections,
+        Duration::from_secs(settings.database.acquire_timeout_secs),
+    )
+    .await
+    .context("cannot connect to Postgres (DATABASE_URL)")
+}
+
+/// Create the database when missing, then migrate.
+pub async fn migrated_store(settings: &Settings) -> anyhow::Result<Store> {
+    let url = settings.database.url.expose_secret();
+    if Store::create_database_if_missing(url)
+        .await
+        .context("cannot reach Postgres to create the database (DATABASE_URL)")?
+    {
+        tracing::info!("created database");
+    }
+    let store = store(settings).await?;
+    store.migrate().await.context("migrations failed")?;
+    Ok(store)
+}
+
+pub async fn redis(settings: &Settings) -> anyhow::Result<Redis> {
+    Redis::connect(
+        settings.redis.url.expose_secret(),
+        &settings.redis.key_prefix,
+    )
+    .await
+    .context("cannot connect to Redis (REDIS_URL)")
+}
+
+pub fn passwords(settings: &Settings) -> anyhow::Result<PasswordHasherConfig> {
+    let a = &settings.auth;
+    Ok(PasswordHasherConfig::new(
+        a.argon2_memory_kib,
+        a.argon2_iterations,
+        a.argon2_parallelism,
+    )?)
+}
+
+pub async fn app_state(
+    settings: &Settings,
+    store: Store,
+) -> anyhow::Result<bizcontacts_http::State> {
+    Ok(bizcontacts_http::State::new(StateInner {
+        store,
+        redis: redis(settings).await?,
+        passwords: passwords(settings)?,
+        session_ttl: chrono::Duration::seconds(settings.auth.session_ttl_secs),
+        json_body_limit: settings.http.json_body_limit_bytes,
+    }))
+}
+
+/// A token cancelled on SIGINT or SIGTERM.
+pub fn shutdown_on_signals() -> CancellationToken {
+    let token = CancellationToken::new();
+    let fire = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("SIGTERM handler can be installed");
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!("shutdown signal received");
+        fire.cancel();
+    });
+    token
+}
