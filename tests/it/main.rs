@@ -1,1 +1,14 @@
-fn main() {}
+//! Integration tests: one binary (fast to link), one module per area.
+//!
+//! Every test gets its own database, cloned from a template migrated once per
+//! run, and its own Redis key prefix, so tests run in parallel and leave
+//! nothing behind. See `harness.rs`.
+
+mod harness;
+
+mod bad_input;
+mod cli;
+mod http_basics;
+mod identity;
+mod permission_matrix;
+mod secrets;

@@ -56,17 +56,30 @@ fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             if inner.is_syntax() || inner.is_eof() {
                 Err(ApiError::BadRequest(format!("malformed JSON: {inner}")))
             } else {
-                let field = if path == "." {
-                    "body".to_string()
-                } else {
-                    path
-                };
+                let reason = strip_position(&inner.to_string());
                 Err(ApiError::Validation(vec![FieldError::new(
-                    field,
-                    strip_position(&inner.to_string()),
+                    field_of(&path, &reason),
+                    reason,
                 )]))
             }
         }
+    }
+}
+
+/// The field to name: serde reports unknown and missing fields at the parent's
+/// path, with the field's name only in the message.
+fn field_of(path: &str, reason: &str) -> String {
+    let named = ["unknown field `", "missing field `"]
+        .iter()
+        .find_map(|p| reason.strip_prefix(p))
+        .and_then(|rest| rest.split('`').next());
+    match (path, named) {
+        // Unknown fields are reported at their own path already.
+        (p, Some(name)) if p == name || p.ends_with(&format!(".{name}")) => p.to_string(),
+        (".", Some(name)) => name.to_string(),
+        (".", None) => "body".to_string(),
+        (parent, Some(name)) => format!("{parent}.{name}"),
+        (parent, None) => parent.to_string(),
     }
 }
 

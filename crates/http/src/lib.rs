@@ -72,6 +72,8 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 /// request passes through (outermost first: request id, trace span, problem
 /// rendering, metrics, panic catching, body limit).
 pub fn app(state: AppState) -> Router {
+    // Install the recorder before the first request records anything.
+    bizcontacts_telemetry::prometheus();
     let (router, openapi) = api();
     let openapi = std::sync::Arc::new(openapi);
     let request_id = HeaderName::from_static(middleware::REQUEST_ID);

@@ -116,6 +116,18 @@ pub fn new_password() -> String {
     random_token()[..24].to_string()
 }
 
+/// Length rules for a new password (NIST 800-63B: length over composition).
+pub fn check_password_policy(password: &str) -> Result<(), &'static str> {
+    let chars = password.chars().count();
+    if chars < 10 {
+        return Err("must be at least 10 characters");
+    }
+    if chars > 1024 {
+        return Err("must be at most 1024 characters");
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,16 +158,4 @@ mod tests {
         assert!(hashes_equal(&token_hash(&a.key), &token_hash(&a.key)));
         assert!(!hashes_equal(&token_hash(&a.key), &token_hash(&b.key)));
     }
-}
-
-/// Length rules for a new password (NIST 800-63B: length over composition).
-pub fn check_password_policy(password: &str) -> Result<(), &'static str> {
-    let chars = password.chars().count();
-    if chars < 10 {
-        return Err("must be at least 10 characters");
-    }
-    if chars > 1024 {
-        return Err("must be at most 1024 characters");
-    }
-    Ok(())
 }

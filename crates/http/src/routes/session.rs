@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use bizcontacts_domain::access::tenant_permissions;
-use bizcontacts_domain::{Permission, Role, SystemRole};
+use bizcontacts_domain::{Email, Permission, Role, SystemRole};
 use bizcontacts_security::{new_session_token, token_hash};
 use bizcontacts_store::audit::{self, Actor, NewEvent};
 use bizcontacts_store::{sessions, users};
@@ -70,7 +70,14 @@ async fn login(
                 action: "auth.login_failed",
                 target_type: Some("user"),
                 target_id: None,
-                details: json!({ "email": req.email.trim() }),
+                // People type passwords into the email field: keep the
+                // attempted identifier only when it is an address.
+                details: match Email::parse(&req.email) {
+                    Ok(email) => json!({ "email": email.as_str() }),
+                    Err(_) => {
+                        json!({ "email": null, "note": "identifier was not an email address" })
+                    }
+                },
                 request_id: request_id.as_deref(),
             },
         )

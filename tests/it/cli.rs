@@ -1,0 +1,226 @@
+//! The real binary: admin commands print only what they create; `dev` starts
+//! everything on a database it creates, prints the contract lines, and stops
+//! cleanly on SIGTERM.
+
+use crate::harness::{
+    bin_env, free_addr, run_bin, sigterm, status, wait_ready, TestDb, TestRedis, BIN,
+};
+use serde_json::Value;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+#[tokio::test]
+async fn admin_commands_print_their_result_alone() {
+    let db = TestDb::new().await;
+    let redis = TestRedis::new();
+    let env = bin_env(&db, &redis, &free_addr());
+
+    let (s, out, err) = run_bin(
+        &["tenant", "create", "--name", "Acme", "--package", "starter"],
+        &env,
+    );
+    assert!(s.success(), "{err}");
+    let tenant = out.strip_suffix('\n').unwrap();
+    assert!(uuid::Uuid::parse_str(tenant).is_ok(), "{out:?}");
+
+    let (s, out, err) = run_bin(
+        &[
+            "user",
+            "create",
+            "--email",
+            "ops@example.com",
+            "--password",
+            "long enough pw",
+            "--tenant",
+            tenant,
+            "--role",
+            "org_admin",
+        ],
+        &env,
+    );
+    assert!(s.success(), "{err}");
+    let user = out.trim().to_string();
+    assert!(uuid::Uuid::parse_str(&user).is_ok());
+
+    let (s, out, _) = run_bin(
+        &[
+            "user",
+            "grant-system-role",
+            "--email",
+            "ops@example.com",
+            "--role",
+            "support",
+        ],
+        &env,
+    );
+    assert!(s.success());
+    assert_eq!(out.trim(), user);
+
+    let (s, out, err) = run_bin(
+        &[
+            "api-key",
+            "create",
+            "--tenant",
+            tenant,
+            "--email",
+            "ops@example.com",
+            "--scopes",
+            "usage:read",
+        ],
+        &env,
+    );
+    assert!(s.success(), "{err}");
+    assert!(
+        out.starts_with("bck_") && out.lines().count() == 1,
+        "{out:?}"
+    );
+
+    let (s, system_key, err) = run_bin(&["api-key", "create", "--email", "ops@example.com"], &env);
+    assert!(s.success(), "{err}");
+    assert!(system_key.starts_with("bck_"));
+
+    // Failures: one line on stderr, nothing on stdout, non-zero status.
+    for args in [
+        vec!["tenant", "create", "--name", "X", "--package", "platinum"],
+        vec![
+            "user",
+            "create",
+            "--email",
+            "ops@example.com",
+            "--password",
+            "long enough pw",
+        ],
+        vec![
+            "user",
+            "create",
+            "--email",
+            "new@example.com",
+            "--password",
+            "short",
+        ],
+        vec![
+            "user",
+            "grant-system-role",
+            "--email",
+            "ops@example.com",
+            "--role",
+            "king",
+        ],
+        vec![
+            "api-key",
+            "create",
+            "--tenant",
+            tenant,
+            "--email",
+            "ops@example.com",
+            "--scopes",
+            "admin:operate",
+        ],
+        vec![
+            "api-key",
+            "create",
+            "--tenant",
+            "not-a-uuid",
+            "--email",
+            "ops@example.com",
+        ],
+    ] {
+        let (s, out, err) = run_bin(&args, &env);
+        assert!(!s.success(), "{args:?} should fail");
+        assert!(out.is_empty(), "{args:?} printed {out:?}");
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err:?}");
+        assert!(err.starts_with("error: "), "{err}");
+    }
+}
+
+/// Read `KEY=value` lines from `dev`'s stdout until both contract lines arrived.
+async fn contract_lines(child: &mut tokio::process::Child) -> (String, String) {
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut url, mut key) = (None, None);
+    let read = async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(v) = line.strip_prefix("BIZCONTACTS_URL=") {
+                url = Some(v.to_string());
+            } else if let Some(v) = line.strip_prefix("BIZCONTACTS_DEMO_API_KEY=") {
+                key = Some(v.to_string());
+            }
+            if url.is_some() && key.is_some() {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), read)
+        .await
+        .expect("dev printed its lines");
+    (url.unwrap(), key.unwrap())
+}
+
+async fn start_dev(env: &[(String, String)]) -> tokio::process::Child {
+    tokio::process::Command::new(BIN)
+        .arg("dev")
+        .envs(env.iter().cloned())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn dev_creates_everything_prints_the_contract_and_stops_on_sigterm() {
+    let db = TestDb::reserve(); // does not exist yet
+    let redis = TestRedis::new();
+    let env = bin_env(&db, &redis, &free_addr());
+
+    let mut dev = start_dev(&env).await;
+    let (url, key) = contract_lines(&mut dev).await;
+    wait_ready(&format!("{url}/readyz")).await;
+    let client = reqwest::Client::new();
+    let me: Value = client
+        .get(format!("{url}/v1/me"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["memberships"][0]["tenant_name"], "Demo Company");
+    assert_eq!(me["memberships"][0]["role"], "org_admin");
+
+    sigterm(dev.id().unwrap());
+    let status = tokio::time::timeout(Duration::from_secs(30), dev.wait())
+        .await
+        .expect("exits after SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+
+    // A second start reuses the tenant and rotates the demo key.
+    let mut dev = start_dev(&env).await;
+    let (url, new_key) = contract_lines(&mut dev).await;
+    wait_ready(&format!("{url}/readyz")).await;
+    assert_ne!(key, new_key);
+    assert_eq!(
+        status(client.get(format!("{url}/v1/me")).bearer_auth(&new_key)).await,
+        200
+    );
+    assert_eq!(
+        status(client.get(format!("{url}/v1/me")).bearer_auth(&key)).await,
+        401
+    );
+    let tenants: i64 = {
+        let store = bizcontacts_store::Store::connect(&db.url, 1, Duration::from_secs(5))
+            .await
+            .unwrap();
+        let n = sqlx::query_scalar("SELECT count(*) FROM tenants")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        store.pool.close().await;
+        n
+    };
+    assert_eq!(tenants, 1);
+    sigterm(dev.id().unwrap());
+    let _ = dev.wait().await;
+}

@@ -1,0 +1,512 @@
+//! `TestDb`, `TestApp` and helpers.
+//!
+//! - `TestDb::new()` clones a database from a template that is migrated once
+//!   per migration set (named by a hash of the migrations, guarded by an
+//!   advisory lock so parallel test binaries agree), and drops it on `Drop`.
+//! - `TestApp::spawn()` runs the real intake in-process on port 0 against such
+//!   a database and its own Redis key prefix; Redis keys under the prefix are
+//!   deleted on `Drop`.
+//! - Fixtures (tenants, members, sessions, keys) are written straight through
+//!   the store, so tests spend their time on the behaviour they check.
+
+#![allow(dead_code)]
+
+use bizcontacts::runtime;
+use bizcontacts_config::{ExposeSecret, Settings};
+use bizcontacts_domain::{Email, PackageName, Permission, Role, SystemRole, TenantId, UserId};
+use bizcontacts_security::{new_session_token, token_hash};
+use bizcontacts_store::db::MIGRATOR;
+use bizcontacts_store::{sessions, tenants, users, Store};
+use sha2::{Digest, Sha256};
+use sqlx::{Connection, PgConnection};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+use tokio::sync::OnceCell;
+use tokio_util::sync::CancellationToken;
+
+pub const PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+fn pg_base() -> String {
+    std::env::var("TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+fn redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| REDIS_URL.into())
+}
+
+fn admin_url() -> String {
+    format!("{}/postgres", pg_base())
+}
+
+fn template_name() -> String {
+    let mut h = Sha256::new();
+    for m in MIGRATOR.iter() {
+        h.update(m.version.to_le_bytes());
+        h.update(&*m.checksum);
+    }
+    let digest = h.finalize();
+    format!(
+        "bctpl_{}",
+        digest
+            .iter()
+            .take(6)
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    )
+}
+
+static TEMPLATE: OnceCell<String> = OnceCell::const_new();
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+async fn template() -> &'static str {
+    TEMPLATE
+        .get_or_init(|| async {
+            let name = template_name();
+            let mut admin = PgConnection::connect(&admin_url())
+                .await
+                .expect("Postgres reachable for tests");
+            sqlx::query("SELECT pg_advisory_lock(hashtext('bizcontacts-test-template'))")
+                .execute(&mut admin)
+                .await
+                .unwrap();
+            drop_orphans(&mut admin).await;
+            let exists: bool =
+                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+                    .bind(&name)
+                    .fetch_one(&mut admin)
+                    .await
+                    .unwrap();
+            if !exists {
+                let building = format!("{name}_building");
+                sqlx::query(&format!("DROP DATABASE IF EXISTS {building}"))
+                    .execute(&mut admin)
+                    .await
+                    .unwrap();
+                sqlx::query(&format!("CREATE DATABASE {building}"))
+                    .execute(&mut admin)
+                    .await
+                    .unwrap();
+                let store = Store::connect(
+                    &format!("{}/{building}", pg_base()),
+                    2,
+                    Duration::from_secs(10),
+                )
+                .await
+                .unwrap();
+                store
+                    .migrate()
+                    .await
+                    .expect("migrations apply to a fresh database");
+                store.pool.close().await;
+                // Renamed only once complete, so a crash never leaves a half-migrated template.
+                sqlx::query(&format!("ALTER DATABASE {building} RENAME TO {name}"))
+                    .execute(&mut admin)
+                    .await
+                    .unwrap();
+            }
+            sqlx::query("SELECT pg_advisory_unlock(hashtext('bizcontacts-test-template'))")
+                .execute(&mut admin)
+                .await
+                .unwrap();
+            name
+        })
+        .await
+}
+
+/// Drop databases left by test processes that died before their `Drop` ran.
+async fn drop_orphans(admin: &mut PgConnection) {
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'bctest\\_%'")
+            .fetch_all(&mut *admin)
+            .await
+            .unwrap();
+    for name in names {
+        let pid = name.split('_').nth(1).and_then(|p| p.parse::<u32>().ok());
+        let alive = pid.is_some_and(|p| std::path::Path::new(&format!("/proc/{p}")).exists());
+        if !alive {
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&mut *admin)
+                .await;
+        }
+    }
+}
+
+/// A database of its own, dropped when the test ends.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDb {
+    pub async fn new() -> Self {
+        let template = template().await;
+        let name = format!(
+            "bctest_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut admin = PgConnection::connect(&admin_url()).await.unwrap();
+        // CREATE DATABASE ... TEMPLATE fails while another clone of the same
+        // template is starting; retry briefly.
+        for attempt in 0.. {
+            match sqlx::query(&format!("CREATE DATABASE {name} TEMPLATE {template}"))
+                .execute(&mut admin)
+                .await
+            {
+                Ok(_) => break,
+                Err(e)
+                    if attempt < 50 && e.to_string().contains("being accessed by other users") =>
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                Err(e) => panic!("cannot create test database: {e}"),
+            }
+        }
+        TestDb {
+            url: format!("{}/{name}", pg_base()),
+            name,
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop runs inside the test's runtime; use a thread with its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                if let Ok(mut admin) = PgConnection::connect(&admin_url()).await {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .execute(&mut admin)
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// A Redis key prefix of its own; its keys are deleted on drop.
+pub struct TestRedis {
+    pub prefix: String,
+}
+
+impl TestRedis {
+    pub fn new() -> Self {
+        TestRedis {
+            prefix: format!("bctest:{}", uuid::Uuid::new_v4().simple()),
+        }
+    }
+}
+
+impl Drop for TestRedis {
+    fn drop(&mut self) {
+        let pattern = format!("{}:*", self.prefix);
+        if let Ok(client) = redis::Client::open(redis_url()) {
+            if let Ok(mut conn) = client.get_connection() {
+                let keys: Vec<String> = redis::cmd("KEYS")
+                    .arg(&pattern)
+                    .query(&mut conn)
+                    .unwrap_or_default();
+                if !keys.is_empty() {
+                    let _: Result<(), _> = redis::cmd("DEL").arg(keys).query(&mut conn);
+                }
+            }
+        }
+    }
+}
+
+/// Settings for a test: the `test` environment pointed at this test's database and prefix.
+pub fn test_settings(db: &TestDb, redis: &TestRedis) -> Settings {
+    let mut settings = Settings::load_from(
+        "test",
+        |k| match k {
+            "DATABASE_URL" => Some(db.url.clone()),
+            "REDIS_URL" => Some(redis_url()),
+            "BIZCONTACTS_HTTP_ADDR" => Some("127.0.0.1:0".into()),
+            _ => None,
+        },
+        false,
+    )
+    .expect("test settings load");
+    settings.redis.key_prefix = redis.prefix.clone();
+    settings.database.max_connections = 5;
+    settings
+}
+
+/// A user made by a fixture, with a session token ready to use.
+#[derive(Clone, Debug)]
+pub struct TestUser {
+    pub id: UserId,
+    pub email: String,
+    pub password: String,
+    pub token: String,
+}
+
+/// The intake running in-process against its own database and Redis prefix.
+pub struct TestApp {
+    pub base: String,
+    pub store: Store,
+    pub settings: Settings,
+    pub client: reqwest::Client,
+    shutdown: CancellationToken,
+    // Dropped last: the database outlives the pool.
+    pub redis: TestRedis,
+    pub db: TestDb,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_on(TestDb::new().await).await
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn db_url(&self) -> &str {
+        self.settings.database.url.expose_secret()
+    }
+
+    pub async fn tenant(&self, package: PackageName) -> TenantId {
+        tenants::create(
+            &self.store.pool,
+            &format!("Tenant {}", uuid::Uuid::new_v4().simple()),
+            package,
+        )
+        .await
+        .unwrap()
+        .id
+    }
+
+    /// A new user with a password (hashed with the test's cheap argon2 cost) and a session.
+    pub async fn user(&self) -> TestUser {
+        let email = format!("user-{}@example.com", uuid::Uuid::new_v4().simple());
+        let password = format!("pw-{}", uuid::Uuid::new_v4().simple());
+        let hash = runtime::passwords(&self.settings)
+            .unwrap()
+            .hash(&password)
+            .unwrap();
+        let user = users::create(
+            &self.store.pool,
+            &Email::parse(&email).unwrap(),
+            Some(&hash),
+        )
+        .await
+        .unwrap();
+        let token = self.session(user.id).await;
+        TestUser {
+            id: user.id,
+            email,
+            password,
+            token,
+        }
+    }
+
+    pub async fn session(&self, user: UserId) -> String {
+        let token = new_session_token();
+        sessions::create(
+            &self.store.pool,
+            user,
+            &token_hash(&token),
+            chrono::Utc::now() + chrono::Duration::hours(1),
+        )
+        .await
+        .unwrap();
+        token
+    }
+
+    pub async fn member(&self, tenant: TenantId, role: Role) -> TestUser {
+        let user = self.user().await;
+        let mut conn = self.store.pool.acquire().await.unwrap();
+        users::add_member(&mut conn, tenant, user.id, role)
+            .await
+            .unwrap();
+        user
+    }
+
+    pub async fn system_user(&self, role: SystemRole) -> TestUser {
+        let user = self.user().await;
+        users::grant_system_role(&self.store.pool, user.id, role)
+            .await
+            .unwrap();
+        user
+    }
+
+    /// An API key for `user` in `tenant` (or a system key with `None`).
+    pub async fn key(
+        &self,
+        tenant: Option<TenantId>,
+        user: UserId,
+        scopes: &[Permission],
+    ) -> String {
+        let mut conn = self.store.pool.acquire().await.unwrap();
+        bizcontacts_http::identity::issue_api_key(&mut conn, tenant, user, "test key", scopes, None)
+            .await
+            .map_err(|e| e.to_string())
+            .unwrap()
+            .secret
+    }
+
+    pub fn get(&self, path: &str, token: &str) -> reqwest::RequestBuilder {
+        self.client.get(self.url(path)).bearer_auth(token)
+    }
+
+    pub fn post(&self, path: &str, token: &str) -> reqwest::RequestBuilder {
+        self.client.post(self.url(path)).bearer_auth(token)
+    }
+
+    pub fn delete(&self, path: &str, token: &str) -> reqwest::RequestBuilder {
+        self.client.delete(self.url(path)).bearer_auth(token)
+    }
+
+    /// Count rows of a table (for "nothing was written" checks).
+    pub async fn count(&self, table: &str) -> i64 {
+        sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+            .fetch_one(&self.store.pool)
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Assert a response is problem+json with `status`; returns the body.
+pub async fn problem(res: reqwest::Response, status: u16) -> serde_json::Value {
+    let got = res.status().as_u16();
+    let ct = res
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let body: serde_json::Value = res.json().await.unwrap_or(serde_json::Value::Null);
+    assert_eq!(got, status, "unexpected status; body: {body}");
+    assert_eq!(ct, "application/problem+json", "body: {body}");
+    for field in ["type", "title", "status", "detail", "request_id"] {
+        assert!(body.get(field).is_some(), "problem lacks {field}: {body}");
+    }
+    body
+}
+
+impl TestDb {
+    /// A name and URL for a database that does not exist yet (for tests of
+    /// "creates the database when missing"); dropped like any other.
+    pub fn reserve() -> Self {
+        let name = format!(
+            "bctest_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        TestDb {
+            url: format!("{}/{name}", pg_base()),
+            name,
+        }
+    }
+}
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_bizcontacts");
+
+/// Environment for running the real binary against a test database and prefix.
+pub fn bin_env(db: &TestDb, redis: &TestRedis, addr: &str) -> Vec<(String, String)> {
+    vec![
+        ("BIZCONTACTS_ENV".into(), "test".into()),
+        ("DATABASE_URL".into(), db.url.clone()),
+        ("REDIS_URL".into(), redis_url()),
+        ("BIZCONTACTS_HTTP_ADDR".into(), addr.into()),
+        (
+            "BIZCONTACTS__REDIS__KEY_PREFIX".into(),
+            redis.prefix.clone(),
+        ),
+    ]
+}
+
+/// Run an admin command to completion: (status, stdout, stderr).
+pub fn run_bin(
+    args: &[&str],
+    env: &[(String, String)],
+) -> (std::process::ExitStatus, String, String) {
+    let out = std::process::Command::new(BIN)
+        .args(args)
+        .envs(env.iter().cloned())
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("binary runs");
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A loopback address with a port free right now.
+pub fn free_addr() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().to_string()
+}
+
+/// Poll `url` until it answers 200 (the process is up), for at most 30 s.
+pub async fn wait_ready(url: &str) {
+    let client = reqwest::Client::new();
+    for _ in 0..300 {
+        if let Ok(r) = client.get(url).send().await {
+            if r.status() == 200 {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{url} never became ready");
+}
+
+impl TestApp {
+    /// Like `spawn`, over a given (possibly unmigrated) database.
+    pub async fn spawn_on(db: TestDb) -> Self {
+        let redis = TestRedis::new();
+        let settings = test_settings(&db, &redis);
+        let store = runtime::store(&settings).await.unwrap();
+        let state = runtime::app_state(&settings, store.clone()).await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let shutdown = CancellationToken::new();
+        let token = shutdown.clone();
+        tokio::spawn(async move {
+            bizcontacts_http::serve(listener, state, token, Duration::from_secs(1))
+                .await
+                .unwrap();
+        });
+        TestApp {
+            base,
+            store,
+            settings,
+            client: reqwest::Client::new(),
+            shutdown,
+            redis,
+            db,
+        }
+    }
+}
+
+/// Send SIGTERM to a child process.
+pub fn sigterm(pid: u32) {
+    let ok = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill runs")
+        .success();
+    assert!(ok, "kill -TERM {pid}");
+}
+
+/// Send a request and return its status code.
+pub async fn status(req: reqwest::RequestBuilder) -> u16 {
+    req.send().await.unwrap().status().as_u16()
+}

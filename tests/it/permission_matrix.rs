@@ -1,0 +1,381 @@
+//! Every route x every kind of caller: the status must be exactly what the
+//! product's role/permission matrix says (2xx / 401 / 403 / 404).
+//!
+//! The route table below must list every operation of `/openapi.json`; the
+//! test fails when a route is added without joining it.
+
+use crate::harness::{TestApp, TestUser};
+use bizcontacts_domain::access::{system_permissions, tenant_permissions};
+use bizcontacts_domain::{PackageName, Permission, Role, SystemRole, TenantId};
+use reqwest::Method;
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+
+/// What a route demands.
+#[derive(Clone, Copy, Debug)]
+enum Need {
+    Public,
+    Authenticated,
+    Tenant(Permission),
+    System(Permission),
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Route {
+    Healthz,
+    Readyz,
+    Metrics,
+    OpenApi,
+    Login,
+    Logout,
+    Me,
+    ListMembers,
+    AddMember,
+    ChangeRole,
+    RemoveMember,
+    ListKeys,
+    CreateKey,
+    RevokeKey,
+    Usage,
+    AdminTenants,
+    AdminSetPackage,
+    AdminAudit,
+}
+
+const ROUTES: &[Route] = &[
+    Route::Healthz,
+    Route::Readyz,
+    Route::Metrics,
+    Route::OpenApi,
+    Route::Login,
+    Route::Logout,
+    Route::Me,
+    Route::ListMembers,
+    Route::AddMember,
+    Route::ChangeRole,
+    Route::RemoveMember,
+    Route::ListKeys,
+    Route::CreateKey,
+    Route::RevokeKey,
+    Route::Usage,
+    Route::AdminTenants,
+    Route::AdminSetPackage,
+    Route::AdminAudit,
+];
+
+impl Route {
+    /// (method, OpenAPI path template, requirement)
+    fn spec(self) -> (Method, &'static str, Need) {
+        use Permission as P;
+        match self {
+            Route::Healthz => (Method::GET, "/healthz", Need::Public),
+            Route::Readyz => (Method::GET, "/readyz", Need::Public),
+            Route::Metrics => (Method::GET, "/metrics", Need::Public),
+            Route::OpenApi => (Method::GET, "/openapi.json", Need::Public),
+            Route::Login => (Method::POST, "/v1/auth/login", Need::Public),
+            Route::Logout => (Method::POST, "/v1/auth/logout", Need::Authenticated),
+            Route::Me => (Method::GET, "/v1/me", Need::Authenticated),
+            Route::ListMembers => (
+                Method::GET,
+                "/v1/tenants/{tenant_id}/members",
+                Need::Tenant(P::UsersManage),
+            ),
+            Route::AddMember => (
+                Method::POST,
+                "/v1/tenants/{tenant_id}/members",
+                Need::Tenant(P::UsersManage),
+            ),
+            Route::ChangeRole => (
+                Method::PATCH,
+                "/v1/tenants/{tenant_id}/members/{user_id}",
+                Need::Tenant(P::UsersManage),
+            ),
+            Route::RemoveMember => (
+                Method::DELETE,
+                "/v1/tenants/{tenant_id}/members/{user_id}",
+                Need::Tenant(P::UsersManage),
+            ),
+            Route::ListKeys => (
+                Method::GET,
+                "/v1/tenants/{tenant_id}/api-keys",
+                Need::Tenant(P::KeysManage),
+            ),
+            Route::CreateKey => (
+                Method::POST,
+                "/v1/tenants/{tenant_id}/api-keys",
+                Need::Tenant(P::KeysManage),
+            ),
+            Route::RevokeKey => (
+                Method::DELETE,
+                "/v1/tenants/{tenant_id}/api-keys/{key_id}",
+                Need::Tenant(P::KeysManage),
+            ),
+            Route::Usage => (
+                Method::GET,
+                "/v1/tenants/{tenant_id}/usage",
+                Need::Tenant(P::UsageRead),
+            ),
+            Route::AdminTenants => (
+                Method::GET,
+                "/v1/admin/tenants",
+                Need::System(P::AdminMonitor),
+            ),
+            Route::AdminSetPackage => (
+                Method::PUT,
+                "/v1/admin/tenants/{tenant_id}/package",
+                Need::System(P::AdminOperate),
+            ),
+            Route::AdminAudit => (
+                Method::GET,
+                "/v1/admin/audit",
+                Need::System(P::AdminMonitor),
+            ),
+        }
+    }
+}
+
+/// Who calls.
+#[derive(Clone, Debug)]
+enum Caller {
+    Anonymous,
+    Role(Role, TestUser),
+    /// A key of an org_admin of the tenant carrying exactly one scope.
+    Key(Permission, String),
+    System(SystemRole, TestUser),
+    /// A system-role key of a platform admin with only `admin:monitor`.
+    SystemKey(String),
+    ForeignAdmin(TestUser),
+    ForeignKey(String),
+}
+
+impl Caller {
+    fn token(&self) -> Option<&str> {
+        match self {
+            Caller::Anonymous => None,
+            Caller::Role(_, u) | Caller::System(_, u) | Caller::ForeignAdmin(u) => Some(&u.token),
+            Caller::Key(_, k) | Caller::SystemKey(k) | Caller::ForeignKey(k) => Some(k),
+        }
+    }
+
+    fn is_key(&self) -> bool {
+        matches!(
+            self,
+            Caller::Key(..) | Caller::SystemKey(_) | Caller::ForeignKey(_)
+        )
+    }
+
+    /// The status the matrix promises, as a class: 200 means "any 2xx".
+    fn expected(&self, need: Need) -> u16 {
+        let ok_or_403 = |allowed: bool| if allowed { 200 } else { 403 };
+        match (need, self) {
+            (Need::Public, _) => 200,
+            (_, Caller::Anonymous) => 401,
+            (Need::Authenticated, _) => 200,
+            (Need::Tenant(_), Caller::ForeignAdmin(_) | Caller::ForeignKey(_)) => 404,
+            (Need::Tenant(p), Caller::Role(role, _)) => ok_or_403(role.allows(p)),
+            (Need::Tenant(p), Caller::Key(scope, _)) => ok_or_403(*scope == p),
+            (Need::Tenant(p), Caller::System(sr, _)) => {
+                let held = tenant_permissions(None, &[*sr]);
+                if held.is_empty() {
+                    404
+                } else {
+                    ok_or_403(held.contains(p))
+                }
+            }
+            (Need::Tenant(_), Caller::SystemKey(_)) => 403,
+            (Need::System(p), Caller::System(sr, _)) => {
+                ok_or_403(system_permissions(&[*sr]).contains(p))
+            }
+            (Need::System(p), Caller::SystemKey(_)) => ok_or_403(p == Permission::AdminMonitor),
+            (Need::System(_), _) => 403,
+        }
+    }
+}
+
+struct Ctx<'a> {
+    app: &'a TestApp,
+    tenant: TenantId,
+    owner: TestUser,
+}
+
+impl Ctx<'_> {
+    /// Build a request for `route` as `caller`, creating whatever it acts on
+    /// afresh so every call can succeed on its own.
+    async fn request(
+        &self,
+        route: Route,
+        caller: &Caller,
+    ) -> (Method, String, Option<Value>, Option<String>) {
+        let (method, template, _) = route.spec();
+        let t = self.tenant;
+        let mut token = caller.token().map(str::to_string);
+        let fresh_email = || format!("m-{}@example.com", uuid::Uuid::new_v4().simple());
+        let (path, body) = match route {
+            Route::Login => {
+                token = None;
+                let u = self.app.user().await;
+                (
+                    template.to_string(),
+                    Some(json!({ "email": u.email, "password": u.password })),
+                )
+            }
+            Route::Logout => {
+                // Logging out a shared caller's session would break its later calls.
+                if let Caller::Role(_, u) | Caller::System(_, u) | Caller::ForeignAdmin(u) = caller
+                {
+                    token = Some(self.app.session(u.id).await);
+                }
+                (template.to_string(), None)
+            }
+            Route::AddMember => (
+                format!("/v1/tenants/{t}/members"),
+                Some(
+                    json!({ "email": fresh_email(), "role": "member", "password": "a long password" }),
+                ),
+            ),
+            Route::ChangeRole | Route::RemoveMember => {
+                let m = self.app.member(t, Role::Member).await;
+                let body =
+                    matches!(route, Route::ChangeRole).then(|| json!({ "role": "reviewer" }));
+                (format!("/v1/tenants/{t}/members/{}", m.id), body)
+            }
+            Route::CreateKey => (
+                format!("/v1/tenants/{t}/api-keys"),
+                Some(json!({ "name": "matrix", "scopes": ["keys:manage"] })),
+            ),
+            Route::RevokeKey => {
+                let _ = self
+                    .app
+                    .key(Some(t), self.owner.id, &[Permission::UsageRead])
+                    .await;
+                let id: uuid::Uuid = sqlx::query_scalar(
+                    "SELECT id FROM api_keys WHERE tenant_id = $1 ORDER BY id DESC LIMIT 1",
+                )
+                .bind(t.0)
+                .fetch_one(&self.app.store.pool)
+                .await
+                .unwrap();
+                (format!("/v1/tenants/{t}/api-keys/{id}"), None)
+            }
+            Route::AdminSetPackage => (
+                format!("/v1/admin/tenants/{t}/package"),
+                Some(json!({ "package": "enterprise", "reason": "matrix" })),
+            ),
+            _ => (template.replace("{tenant_id}", &t.to_string()), None),
+        };
+        (method, path, body, token)
+    }
+}
+
+#[tokio::test]
+async fn every_route_answers_every_caller_as_the_matrix_says() {
+    let app = TestApp::spawn().await;
+    let tenant = app.tenant(PackageName::Enterprise).await;
+    let owner = app.member(tenant, Role::OrgAdmin).await;
+    let foreign_tenant = app.tenant(PackageName::Enterprise).await;
+    let foreign_admin = app.member(foreign_tenant, Role::OrgAdmin).await;
+
+    let mut callers = vec![Caller::Anonymous];
+    for role in Role::ALL {
+        callers.push(Caller::Role(*role, app.member(tenant, *role).await));
+    }
+    for scope in Permission::TENANT {
+        callers.push(Caller::Key(
+            *scope,
+            app.key(Some(tenant), owner.id, &[*scope]).await,
+        ));
+    }
+    for sr in SystemRole::ALL {
+        callers.push(Caller::System(*sr, app.system_user(*sr).await));
+    }
+    let operator = app.system_user(SystemRole::PlatformAdmin).await;
+    callers.push(Caller::SystemKey(
+        app.key(None, operator.id, &[Permission::AdminMonitor])
+            .await,
+    ));
+    callers.push(Caller::ForeignKey(
+        app.key(Some(foreign_tenant), foreign_admin.id, Permission::TENANT)
+            .await,
+    ));
+    callers.push(Caller::ForeignAdmin(foreign_admin));
+
+    let ctx = Ctx {
+        app: &app,
+        tenant,
+        owner,
+    };
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for route in ROUTES {
+        let (_, _, need) = route.spec();
+        for caller in &callers {
+            let (method, path, body, token) = ctx.request(*route, caller).await;
+            let mut req = app.client.request(method.clone(), app.url(&path));
+            if let Some(t) = &token {
+                req = req.bearer_auth(t);
+            }
+            if let Some(b) = &body {
+                req = req.json(b);
+            }
+            let res = req.send().await.unwrap();
+            let status = res.status().as_u16();
+            let mut expected = caller.expected(need);
+            // Logout is for sessions; a key gets a clear 400 instead.
+            if matches!(route, Route::Logout) && caller.is_key() {
+                expected = 400;
+            }
+            let ok = if expected == 200 {
+                (200..300).contains(&status)
+            } else {
+                status == expected
+            };
+            if !ok {
+                let text = res.text().await.unwrap_or_default();
+                failures.push(format!(
+                    "{method} {path} as {caller:?}: expected {expected}, got {status}: {text}"
+                ));
+            }
+            checked += 1;
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} checks failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[tokio::test]
+async fn the_matrix_covers_every_documented_route() {
+    let app = TestApp::spawn().await;
+    let doc: Value = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut documented = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            if ["get", "post", "put", "patch", "delete"].contains(&method.as_str()) {
+                documented.insert(format!("{} {path}", method.to_uppercase()));
+            }
+        }
+    }
+    documented.insert("GET /openapi.json".into());
+    let covered: BTreeSet<String> = ROUTES
+        .iter()
+        .map(|r| {
+            let (m, p, _) = r.spec();
+            format!("{m} {p}")
+        })
+        .collect();
+    assert_eq!(
+        documented, covered,
+        "routes missing from the matrix (or stale in it)"
+    );
+}

@@ -1,0 +1,230 @@
+//! Plant a known password and API key, use them through the real binary with
+//! debug logging, then look for them everywhere: every log line, every
+//! response (headers and bodies), every text column of the database.
+
+use crate::harness::{bin_env, free_addr, run_bin, wait_ready, TestDb, TestRedis, BIN};
+use bizcontacts_store::Store;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::AsyncReadExt;
+
+const PASSWORD: &str = "Planted-Secret-Password-0xC0FFEE";
+
+#[tokio::test]
+async fn planted_secrets_never_appear_in_clear() {
+    let db = TestDb::new().await;
+    let redis = TestRedis::new();
+    let addr = free_addr();
+    let env = bin_env(&db, &redis, &addr);
+    let mut logs = String::new();
+
+    let (s, tenant, err) = run_bin(
+        &[
+            "tenant",
+            "create",
+            "--name",
+            "Secretive",
+            "--package",
+            "pro",
+        ],
+        &env,
+    );
+    assert!(s.success(), "{err}");
+    logs += &err;
+    let tenant = tenant.trim().to_string();
+    let (s, _, err) = run_bin(
+        &[
+            "user",
+            "create",
+            "--email",
+            "keeper@example.com",
+            "--password",
+            PASSWORD,
+            "--tenant",
+            &tenant,
+            "--role",
+            "org_admin",
+        ],
+        &env,
+    );
+    assert!(s.success(), "{err}");
+    logs += &err;
+    let (s, key, err) = run_bin(
+        &[
+            "api-key",
+            "create",
+            "--tenant",
+            &tenant,
+            "--email",
+            "keeper@example.com",
+        ],
+        &env,
+    );
+    assert!(s.success(), "{err}");
+    logs += &err;
+    let key = key.trim().to_string();
+    assert!(key.starts_with("bck_"));
+
+    let mut server = tokio::process::Command::new(BIN)
+        .arg("serve")
+        .envs(env.iter().cloned())
+        .env("RUST_LOG", "debug")
+        .env("BIZCONTACTS__LOG__FORMAT", "json")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let base = format!("http://{addr}");
+    wait_ready(&format!("{base}/healthz")).await;
+
+    let client = reqwest::Client::new();
+    let mut responses = String::new();
+    let record = |res: reqwest::Response| async move {
+        let mut text = format!("{} {:?}\n", res.status(), res.headers());
+        text += &res.text().await.unwrap_or_default();
+        text
+    };
+    let login = client
+        .post(format!("{base}/v1/auth/login"))
+        .json(&serde_json::json!({ "email": "keeper@example.com", "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 200);
+    let body: serde_json::Value = login.json().await.unwrap();
+    let session = body["token"].as_str().unwrap().to_string();
+    // The login response is the one place the session token belongs.
+    assert!(!body.to_string().contains(PASSWORD));
+    // A failed attempt with the secret as the email, and the key in odd places.
+    responses += &record(
+        client
+            .post(format!("{base}/v1/auth/login"))
+            .json(&serde_json::json!({ "email": PASSWORD, "password": PASSWORD }))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    for auth in [
+        format!("Bearer {key}"),
+        format!("Bearer {key} extra"),
+        format!("Token {key}"),
+        key.clone(),
+    ] {
+        responses += &record(
+            client
+                .get(format!("{base}/v1/me"))
+                .header("authorization", auth)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+    }
+    responses += &record(
+        client
+            .get(format!("{base}/v1/tenants/{tenant}/usage"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    responses += &record(
+        client
+            .get(format!("{base}/v1/me?api_key={key}"))
+            .bearer_auth(&session)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    responses += &record(
+        client
+            .get(format!("{base}/v1/tenants/{tenant}/api-keys"))
+            .bearer_auth(&session)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    responses += &record(client.get(format!("{base}/metrics")).send().await.unwrap()).await;
+
+    // Stop the server and collect everything it wrote.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    server.start_kill().unwrap();
+    let mut out = String::new();
+    server
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .await
+        .unwrap();
+    server
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .await
+        .unwrap();
+    let _ = server.wait().await;
+    logs += &out;
+    assert!(
+        logs.contains("\"request_id\""),
+        "debug JSON logs were captured: {}",
+        &logs[..logs.len().min(500)]
+    );
+
+    let store = Store::connect(&db.url, 2, Duration::from_secs(5))
+        .await
+        .unwrap();
+    let database = dump_text_columns(&store).await;
+    assert!(
+        database.contains("keeper@example.com"),
+        "the dump reads the tables"
+    );
+    store.pool.close().await;
+
+    for secret in [PASSWORD, key.as_str(), session.as_str(), &key[12..]] {
+        assert!(!logs.contains(secret), "secret in logs");
+        assert!(!responses.contains(secret), "secret in a response");
+        if let Some(i) = database.find(secret) {
+            panic!(
+                "secret in the database: ...{}...",
+                &database[i.saturating_sub(200)..(i + 100).min(database.len())]
+            );
+        }
+    }
+}
+
+/// Every value of every text-like column of every table, as one string.
+async fn dump_text_columns(store: &Store) -> String {
+    let columns: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT table_name::text, column_name::text, data_type::text FROM information_schema.columns
+         WHERE table_schema = 'public' AND data_type IN ('text', 'character varying', 'jsonb', 'json', 'ARRAY', 'bytea')",
+    )
+    .fetch_all(&store.pool)
+    .await
+    .unwrap();
+    assert!(columns.len() > 10);
+    let mut all = String::new();
+    for (table, column, data_type) in columns {
+        let expr = if data_type == "bytea" {
+            format!("encode(\"{column}\", 'escape')")
+        } else {
+            format!("\"{column}\"::text")
+        };
+        let values: Vec<Option<String>> =
+            sqlx::query_scalar(&format!("SELECT {expr} FROM \"{table}\""))
+                .fetch_all(&store.pool)
+                .await
+                .unwrap_or_else(|e| panic!("{table}.{column}: {e}"));
+        for v in values.into_iter().flatten() {
+            all.push_str(&v);
+            all.push('\n');
+        }
+    }
+    all
+}
