@@ -190,11 +190,11 @@ async fn dev_creates_everything_prints_the_contract_and_stops_on_sigterm() {
     assert_eq!(me["memberships"][0]["role"], "org_admin");
 
     sigterm(dev.id().unwrap());
-    let status = tokio::time::timeout(Duration::from_secs(30), dev.wait())
+    let exit = tokio::time::timeout(Duration::from_secs(30), dev.wait())
         .await
         .expect("exits after SIGTERM")
         .unwrap();
-    assert!(status.success(), "{status:?}");
+    assert!(exit.success(), "{exit:?}");
 
     // A second start reuses the tenant and rotates the demo key.
     let mut dev = start_dev(&env).await;
