@@ -1,1 +1,39 @@
-//! jobs
+//! Job handlers of Business Contacts: one file per kind, registered in
+//! [`registry`], scheduled in [`schedules`].
+//!
+//! Every handler is idempotent and says in its doc comment what makes it so.
+//! Kinds of the product that have no handler yet (import, dedupe, crm_pull,
+//! crm_push, billing_reconcile arrive in later issues) are simply absent from
+//! the registry: submitting them is refused with a 422 naming the kind.
+
+mod quota_reset;
+#[cfg(feature = "test-kinds")]
+mod test_kinds;
+
+use bizcontacts_queue::handler::Registry;
+use bizcontacts_queue::scheduler::Schedule;
+
+pub use quota_reset::QuotaReset;
+
+/// Every kind this build can run.
+pub fn registry() -> Registry {
+    let registry = Registry::default().with(QuotaReset);
+    #[cfg(feature = "test-kinds")]
+    let registry = test_kinds::register(registry);
+    registry
+}
+
+/// The periodic jobs, in UTC.
+pub fn schedules() -> Vec<Schedule> {
+    vec![quota_reset::schedule()]
+}
+
+/// Every kind of the product, implemented here or not yet.
+pub const PRODUCT_KINDS: [&str; 6] = [
+    "import",
+    "dedupe",
+    "crm_pull",
+    "crm_push",
+    "quota_reset",
+    "billing_reconcile",
+];

@@ -3,6 +3,11 @@
 use anyhow::Context;
 use bizcontacts_config::{ExposeSecret, LogFormat, Settings};
 use bizcontacts_http::StateInner;
+use bizcontacts_queue::handler::Registry;
+use bizcontacts_queue::ledger::Ledger;
+use bizcontacts_queue::relay::RelaySettings;
+use bizcontacts_queue::transport::Transport;
+use bizcontacts_queue::worker::WorkerConfig;
 use bizcontacts_queue::Redis;
 use bizcontacts_security::PasswordHasherConfig;
 use bizcontacts_store::Store;
@@ -59,13 +64,48 @@ pub fn passwords(settings: &Settings) -> anyhow::Result<PasswordHasherConfig> {
     )?)
 }
 
+/// The job ledger over `store`, with a queue per registered kind.
+pub fn ledger(settings: &Settings, store: &Store, redis: &Redis, registry: &Registry) -> Ledger {
+    let transport = Transport::new(
+        redis.clone(),
+        registry.kinds(),
+        Duration::from_secs(settings.jobs.heartbeat_secs),
+    );
+    Ledger::new(store.pool.clone(), transport)
+}
+
+pub fn worker_config(settings: &Settings) -> WorkerConfig {
+    let j = &settings.jobs;
+    WorkerConfig {
+        concurrency: j.concurrency.clone(),
+        default_concurrency: j.default_concurrency,
+        lease: Duration::from_secs(j.lease_secs),
+        heartbeat: Duration::from_secs(j.heartbeat_secs),
+        poll_interval: Duration::from_millis(j.poll_interval_ms),
+        claim_batch: j.claim_batch,
+        shutdown_timeout: Duration::from_secs(j.shutdown_timeout_secs),
+        relay: RelaySettings {
+            interval: Duration::from_millis(j.relay_interval_ms),
+            push_grace: Duration::from_secs(j.push_grace_secs),
+            stale_after: Duration::from_secs(j.stale_push_secs),
+            retention: Duration::from_secs(j.retention_days * 86_400),
+            batch: 1000,
+        },
+    }
+}
+
 pub async fn app_state(
     settings: &Settings,
     store: Store,
 ) -> anyhow::Result<bizcontacts_http::State> {
+    let redis = redis(settings).await?;
+    let registry = bizcontacts_jobs::registry();
+    let ledger = ledger(settings, &store, &redis, &registry);
     Ok(bizcontacts_http::State::new(StateInner {
         store,
-        redis: redis(settings).await?,
+        redis,
+        ledger,
+        registry,
         passwords: passwords(settings)?,
         session_ttl: chrono::Duration::seconds(settings.auth.session_ttl_secs),
         json_body_limit: settings.http.json_body_limit_bytes,

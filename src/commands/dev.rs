@@ -38,7 +38,23 @@ pub async fn run(settings: &Settings) -> anyhow::Result<()> {
         writeln!(out, "BIZCONTACTS_DEMO_API_KEY={key}")?;
         out.flush()?;
     }
-    serve::intake(listener, state, settings, shutdown).await
+    // Worker and scheduler in this same process, on the same shutdown signal.
+    let worker = tokio::spawn({
+        let (ledger, registry) = (state.ledger.clone(), state.registry.clone());
+        let (config, token) = (runtime::worker_config(settings), shutdown.clone());
+        async move { bizcontacts_queue::worker::run(ledger, registry, config, token).await }
+    });
+    let scheduler = tokio::spawn({
+        let (ledger, token) = (state.ledger.clone(), shutdown.clone());
+        async move {
+            bizcontacts_queue::scheduler::run(ledger, bizcontacts_jobs::schedules(), token).await
+        }
+    });
+    serve::intake(listener, state, settings, shutdown.clone()).await?;
+    shutdown.cancel();
+    worker.await??;
+    scheduler.await?;
+    Ok(())
 }
 
 /// Seed the demo tenant and admin once; issue a fresh demo key every time.

@@ -3,6 +3,7 @@
 mod admin;
 mod dev;
 mod serve;
+mod work;
 
 use crate::cli::{Cli, Command};
 use crate::runtime;
@@ -23,11 +24,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Worker => {
             runtime::init_logging(&settings, None);
-            anyhow::bail!("the worker arrives with the job platform (issue 4)")
+            work::worker(&settings).await
         }
         Command::Scheduler => {
             runtime::init_logging(&settings, None);
-            anyhow::bail!("the scheduler arrives with the job platform (issue 4)")
+            work::scheduler(&settings).await
         }
         Command::Dev => {
             runtime::init_logging(&settings, None);

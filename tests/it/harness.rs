@@ -216,6 +216,23 @@ impl Drop for TestRedis {
                 if !keys.is_empty() {
                     let _: Result<(), _> = redis::cmd("DEL").arg(keys).query(&mut conn);
                 }
+                // apalis registers each queue's worker set in one global set.
+                let queues: Vec<String> = redis::cmd("ZRANGE")
+                    .arg("core:apalis:queues:list")
+                    .arg(0)
+                    .arg(-1)
+                    .query(&mut conn)
+                    .unwrap_or_default();
+                let ours: Vec<&String> = queues
+                    .iter()
+                    .filter(|q| q.starts_with(&self.prefix))
+                    .collect();
+                if !ours.is_empty() {
+                    let _: Result<(), _> = redis::cmd("ZREM")
+                        .arg("core:apalis:queues:list")
+                        .arg(ours)
+                        .query(&mut conn);
+                }
             }
         }
     }

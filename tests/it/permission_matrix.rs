@@ -40,6 +40,14 @@ enum Route {
     AdminTenants,
     AdminSetPackage,
     AdminAudit,
+    ListJobs,
+    SubmitJob,
+    GetJob,
+    CancelJob,
+    AdminJobStats,
+    AdminJobs,
+    AdminRetryJob,
+    AdminCancelJob,
 }
 
 const ROUTES: &[Route] = &[
@@ -61,6 +69,14 @@ const ROUTES: &[Route] = &[
     Route::AdminTenants,
     Route::AdminSetPackage,
     Route::AdminAudit,
+    Route::ListJobs,
+    Route::SubmitJob,
+    Route::GetJob,
+    Route::CancelJob,
+    Route::AdminJobStats,
+    Route::AdminJobs,
+    Route::AdminRetryJob,
+    Route::AdminCancelJob,
 ];
 
 impl Route {
@@ -129,6 +145,43 @@ impl Route {
                 Method::GET,
                 "/v1/admin/audit",
                 Need::System(P::AdminMonitor),
+            ),
+            Route::ListJobs => (
+                Method::GET,
+                "/v1/tenants/{tenant_id}/jobs",
+                Need::Tenant(P::JobsRead),
+            ),
+            // The test kinds need jobs:read; real kinds their own permission.
+            Route::SubmitJob => (
+                Method::POST,
+                "/v1/tenants/{tenant_id}/jobs",
+                Need::Tenant(P::JobsRead),
+            ),
+            Route::GetJob => (
+                Method::GET,
+                "/v1/tenants/{tenant_id}/jobs/{job_id}",
+                Need::Tenant(P::JobsRead),
+            ),
+            Route::CancelJob => (
+                Method::POST,
+                "/v1/tenants/{tenant_id}/jobs/{job_id}/cancel",
+                Need::Tenant(P::JobsRead),
+            ),
+            Route::AdminJobStats => (
+                Method::GET,
+                "/v1/admin/jobs/stats",
+                Need::System(P::AdminMonitor),
+            ),
+            Route::AdminJobs => (Method::GET, "/v1/admin/jobs", Need::System(P::AdminMonitor)),
+            Route::AdminRetryJob => (
+                Method::POST,
+                "/v1/admin/jobs/{job_id}/retry",
+                Need::System(P::AdminOperate),
+            ),
+            Route::AdminCancelJob => (
+                Method::POST,
+                "/v1/admin/jobs/{job_id}/cancel",
+                Need::System(P::AdminOperate),
             ),
         }
     }
@@ -199,6 +252,22 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// A job row of the tenant in the given status, written directly.
+    async fn job(&self, tenant: Option<TenantId>, status: &str) -> uuid::Uuid {
+        let id = uuid::Uuid::now_v7();
+        sqlx::query(
+            "INSERT INTO jobs (id, tenant_id, kind, status, max_attempts, finished_at)
+             VALUES ($1, $2, 'test_noop', $3, 3, CASE WHEN $3 = 'dead' THEN now() END)",
+        )
+        .bind(id)
+        .bind(tenant.map(|t| t.0))
+        .bind(status)
+        .execute(&self.app.store.pool)
+        .await
+        .unwrap();
+        id
+    }
+
     /// Build a request for `route` as `caller`, creating whatever it acts on
     /// afresh so every call can succeed on its own.
     async fn request(
@@ -257,6 +326,32 @@ impl Ctx<'_> {
                 .unwrap();
                 (format!("/v1/tenants/{t}/api-keys/{id}"), None)
             }
+            Route::SubmitJob => (
+                format!("/v1/tenants/{t}/jobs"),
+                Some(json!({ "kind": "test_noop" })),
+            ),
+            Route::GetJob => (
+                format!("/v1/tenants/{t}/jobs/{}", self.job(Some(t), "queued").await),
+                None,
+            ),
+            Route::CancelJob => (
+                format!(
+                    "/v1/tenants/{t}/jobs/{}/cancel",
+                    self.job(Some(t), "queued").await
+                ),
+                None,
+            ),
+            Route::AdminRetryJob => (
+                format!("/v1/admin/jobs/{}/retry", self.job(Some(t), "dead").await),
+                None,
+            ),
+            Route::AdminCancelJob => (
+                format!(
+                    "/v1/admin/jobs/{}/cancel",
+                    self.job(Some(t), "queued").await
+                ),
+                None,
+            ),
             Route::AdminSetPackage => (
                 format!("/v1/admin/tenants/{t}/package"),
                 Some(json!({ "package": "enterprise", "reason": "matrix" })),

@@ -45,6 +45,40 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub log: LogSettings,
     pub demo: DemoSettings,
+    pub jobs: JobSettings,
+    pub worker: WorkerSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct JobSettings {
+    pub lease_secs: u64,
+    pub heartbeat_secs: u64,
+    pub relay_interval_ms: u64,
+    pub push_grace_secs: u64,
+    pub stale_push_secs: u64,
+    pub retention_days: u64,
+    pub shutdown_timeout_secs: u64,
+    pub claim_batch: usize,
+    pub poll_interval_ms: u64,
+    pub default_concurrency: usize,
+    /// Per kind; kinds not listed use `default_concurrency`.
+    #[serde(default)]
+    pub concurrency: std::collections::BTreeMap<String, usize>,
+}
+
+impl JobSettings {
+    pub fn concurrency_of(&self, kind: &str) -> usize {
+        self.concurrency
+            .get(kind)
+            .copied()
+            .unwrap_or(self.default_concurrency)
+            .max(1)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct WorkerSettings {
+    pub http_addr: SocketAddr,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -256,6 +256,18 @@ impl<P> TenantScope<P> {
     pub fn tenant_id(&self) -> TenantId {
         self.tenant.id
     }
+
+    /// A second permission a handler needs once it knows what is asked (the
+    /// permission of a job kind, say).
+    pub fn require(&self, permission: Permission) -> Result<(), ApiError> {
+        if self.permissions.contains(permission) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "this action requires the permission {permission}"
+            )))
+        }
+    }
 }
 
 fn path_tenant(params: &RawPathParams) -> Result<TenantId, ApiError> {

@@ -115,6 +115,13 @@ pub enum ApiError {
     Validation(Vec<FieldError>),
     #[error("{detail}")]
     LimitReached { limit: &'static str, detail: String },
+    /// A daily package limit: 429 with `Retry-After` until the next UTC midnight.
+    #[error("{detail}")]
+    DailyLimit {
+        limit: &'static str,
+        max: i32,
+        detail: String,
+    },
     #[error("{0}")]
     PayloadTooLarge(String),
     #[error("{0}")]
@@ -176,6 +183,10 @@ impl IntoResponse for ApiError {
                 limit: Some((*limit).to_string()),
                 ..Problem::new(StatusCode::CONFLICT, detail)
             },
+            ApiError::DailyLimit { limit, detail, .. } => Problem {
+                limit: Some((*limit).to_string()),
+                ..Problem::new(StatusCode::TOO_MANY_REQUESTS, detail)
+            },
             ApiError::PayloadTooLarge(d) => Problem::new(StatusCode::PAYLOAD_TOO_LARGE, d),
             ApiError::UnsupportedMediaType(d) => {
                 Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, d)
@@ -190,11 +201,33 @@ impl IntoResponse for ApiError {
             }
         };
         let unauthorized = matches!(self, ApiError::Unauthorized(_));
+        let daily = match &self {
+            ApiError::DailyLimit { max, .. } => Some(*max),
+            _ => None,
+        };
         problem.into_response_with(|res| {
+            if let Some(max) = daily {
+                let h = res.headers_mut();
+                h.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(seconds_to_utc_midnight()),
+                );
+                h.insert("x-usage-limit", HeaderValue::from(max));
+                h.insert("x-usage-remaining", HeaderValue::from(0));
+            }
             if unauthorized {
                 res.headers_mut()
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
         })
     }
+}
+
+/// Seconds until the next UTC midnight, when daily limits start over.
+pub fn seconds_to_utc_midnight() -> u64 {
+    let now = chrono::Utc::now();
+    let midnight = (now.date_naive() + chrono::Days::new(1))
+        .and_hms_opt(0, 0, 0)
+        .expect("valid time");
+    (midnight.and_utc() - now).num_seconds().max(1) as u64
 }

@@ -104,6 +104,29 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The small HTTP surface of worker and scheduler processes: `/healthz` and
+/// `/metrics` (their job metrics live in their own process).
+pub fn ops_app() -> Router {
+    bizcontacts_telemetry::prometheus();
+    Router::new()
+        .route(
+            "/healthz",
+            get(|| async { Json(serde_json::json!({ "status": "ok" })) }),
+        )
+        .route(
+            "/metrics",
+            get(|| async {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4",
+                    )],
+                    bizcontacts_telemetry::prometheus().render(),
+                )
+            }),
+        )
+}
+
 /// Serve until `shutdown` fires, then let in-flight requests finish for up to
 /// `grace`.
 pub async fn serve(
@@ -123,6 +146,17 @@ pub async fn serve(
             Ok(())
         }
     }
+}
+
+/// Serve any router until `shutdown` (no grace period: for ops endpoints).
+pub async fn serve_router(
+    listener: TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
 }
 
 /// For handlers that need to answer with a problem outside `ApiError`.

@@ -1,5 +1,7 @@
 //! Shared state of the intake: one value, cloned into every handler.
 
+use bizcontacts_queue::handler::Registry;
+use bizcontacts_queue::ledger::Ledger;
 use bizcontacts_queue::Redis;
 use bizcontacts_security::PasswordHasherConfig;
 use bizcontacts_store::Store;
@@ -11,6 +13,10 @@ pub struct AppState(Arc<Inner>);
 pub struct Inner {
     pub store: Store,
     pub redis: Redis,
+    /// Job ledger and transport: how requests become jobs.
+    pub ledger: Ledger,
+    /// The job kinds this build can run.
+    pub registry: Registry,
     pub passwords: PasswordHasherConfig,
     /// How long a sign-in session lasts.
     pub session_ttl: chrono::Duration,

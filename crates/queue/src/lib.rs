@@ -1,69 +1,40 @@
-//! Redis: the transport between the intake and the workers.
+//! The job platform: a Postgres ledger that owns every job's fate, and Redis
+//! (through apalis-redis) as the transport that carries job ids to workers.
 //!
-//! Postgres holds the truth about every job; Redis only carries work to the
-//! workers, so anything here may be lost (Redis runs without persistence) and
-//! rebuilt from the ledger. [`Redis`] is the shared connection: a
-//! `ConnectionManager` that reconnects by itself after a restart or a blip, and
-//! a key prefix so several deployments, or parallel tests, share one server.
+//! Where to start:
+//! - [`ledger`]: enqueue inside the caller's transaction, read, cancel, retry.
+//! - [`claim`]: how a worker turns a delivery into a run (tenant limits,
+//!   leases, batching) and records how it ended.
+//! - [`worker`]: the worker process: apalis workers per kind, heartbeats,
+//!   graceful shutdown.
+//! - [`relay`]: periodic repairs (lost pushes, expired leases, Redis data loss).
+//! - [`scheduler`]: cron ticks enqueued exactly once across replicas.
+//! - [`handler`]: what a job kind implements.
+//!
+//! Why the ledger and not apalis owns retries: apalis-redis 1.0 retries any
+//! failed task 25 times a second apart, whatever the policy says, and keeps
+//! finished tasks forever. Here handlers' outcomes are always acknowledged to
+//! apalis, and the ledger applies each kind's backoff, attempts and dead state.
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use std::time::Duration;
+pub mod claim;
+pub mod handler;
+pub mod job;
+pub mod ledger;
+mod metrics;
+mod redis_conn;
+pub mod relay;
+pub mod scheduler;
+pub mod transport;
+pub mod worker;
+
+pub use redis_conn::Redis;
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
-}
-
-/// A reconnecting Redis connection plus the key prefix of this deployment.
-#[derive(Clone)]
-pub struct Redis {
-    conn: ConnectionManager,
-    prefix: String,
-}
-
-impl std::fmt::Debug for Redis {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The URL may carry a password: show only the prefix.
-        f.debug_struct("Redis")
-            .field("prefix", &self.prefix)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Redis {
-    pub async fn connect(url: &str, prefix: &str) -> Result<Self, QueueError> {
-        let client = redis::Client::open(url)?;
-        let config = ConnectionManagerConfig::new()
-            // The 500 ms default response timeout turns a busy server into errors.
-            .set_response_timeout(Some(Duration::from_secs(5)))
-            .set_connection_timeout(Some(Duration::from_secs(5)))
-            .set_number_of_retries(6)
-            .set_max_delay(Duration::from_secs(2));
-        let conn = ConnectionManager::new_with_config(client, config).await?;
-        Ok(Self {
-            conn,
-            prefix: prefix.trim_end_matches(':').to_string(),
-        })
-    }
-
-    /// A key under this deployment's prefix: `prefix:name`.
-    pub fn key(&self, name: &str) -> String {
-        format!("{}:{name}", self.prefix)
-    }
-
-    pub fn prefix(&self) -> &str {
-        &self.prefix
-    }
-
-    /// A connection handle (cheap clone of the manager).
-    pub fn conn(&self) -> ConnectionManager {
-        self.conn.clone()
-    }
-
-    pub async fn ping(&self) -> Result<(), QueueError> {
-        let mut conn = self.conn();
-        redis::cmd("PING").query_async::<String>(&mut conn).await?;
-        Ok(())
-    }
+    #[error("push to Redis failed: {0}")]
+    Push(String),
+    #[error("no queue for job kind {0:?}")]
+    UnknownKind(String),
 }

@@ -37,3 +37,24 @@ pub async fn open_day_for_all(db: impl PgExecutor<'_>, day: NaiveDate) -> Result
     .await?
     .rows_affected())
 }
+
+/// Count one more job for `tenant` today, unless that would pass `limit`.
+/// Returns the jobs left today, or `None` when the limit is already reached.
+pub async fn consume_job(
+    db: impl PgExecutor<'_>,
+    tenant: TenantId,
+    day: NaiveDate,
+    limit: i32,
+) -> Result<Option<i32>> {
+    let used: Option<i32> = sqlx::query_scalar(
+        "INSERT INTO usage_daily AS u (tenant_id, day, jobs) VALUES ($1, $2, 1)
+         ON CONFLICT (tenant_id, day) DO UPDATE SET jobs = u.jobs + 1 WHERE u.jobs < $3
+         RETURNING jobs",
+    )
+    .bind(tenant.0)
+    .bind(day)
+    .bind(limit)
+    .fetch_optional(db)
+    .await?;
+    Ok(used.filter(|u| *u <= limit).map(|u| limit - u))
+}

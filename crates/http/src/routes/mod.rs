@@ -4,8 +4,10 @@ use crate::state::AppState;
 use utoipa_axum::router::OpenApiRouter;
 
 pub mod admin;
+pub mod admin_jobs;
 pub mod api_keys;
 pub mod health;
+pub mod jobs;
 pub mod members;
 pub mod session;
 pub mod usage;
@@ -18,4 +20,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(api_keys::router())
         .merge(usage::router())
         .merge(admin::router())
+        .merge(jobs::router())
+        .merge(admin_jobs::router())
 }

@@ -1,0 +1,145 @@
+//! Job monitoring and operation for system roles.
+
+use crate::auth::{perm, SystemScope};
+use crate::error::{ApiError, Problem};
+use crate::extract::{ApiQuery, RequestId};
+use crate::pagination::Page;
+use crate::routes::jobs::{ledger_error, JobQuery, JobView};
+use crate::state::AppState;
+use axum::extract::{Path, State};
+use axum::Json;
+use bizcontacts_domain::TenantId;
+use bizcontacts_queue::ledger::{JobFilter, Stats};
+use bizcontacts_store::audit;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::json;
+use utoipa_axum::{router::OpenApiRouter, routes};
+use uuid::Uuid;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(stats))
+        .routes(routes!(list))
+        .routes(routes!(retry))
+        .routes(routes!(cancel))
+}
+
+/// Counts per kind and status, Redis queue depth, running per tenant,
+/// throughput and failure rate over the last hour and day.
+#[utoipa::path(get, path = "/v1/admin/jobs/stats", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, body = Stats), (status = 403, body = Problem)))]
+async fn stats(
+    State(state): State<AppState>,
+    _scope: SystemScope<perm::AdminMonitor>,
+) -> Result<Json<Stats>, ApiError> {
+    let kinds: Vec<&'static str> = state.registry.kinds().collect();
+    Ok(Json(
+        state.ledger.stats(&kinds).await.map_err(ledger_error)?,
+    ))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AdminJobQuery {
+    /// A tenant id, or `platform` for jobs of no tenant.
+    tenant_id: Option<String>,
+    created_after: Option<DateTime<Utc>>,
+    created_before: Option<DateTime<Utc>>,
+    kind: Option<String>,
+    status: Option<String>,
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+/// Jobs of every tenant, newest first, with filters.
+#[utoipa::path(get, path = "/v1/admin/jobs", tag = "admin", security(("bearer" = [])), params(AdminJobQuery),
+    responses((status = 200, body = Page<JobView>), (status = 403, body = Problem)))]
+async fn list(
+    State(state): State<AppState>,
+    _scope: SystemScope<perm::AdminMonitor>,
+    ApiQuery(q): ApiQuery<AdminJobQuery>,
+) -> Result<Json<Page<JobView>>, ApiError> {
+    let tenant = match q.tenant_id.as_deref() {
+        None => None,
+        Some("platform") => Some(None),
+        Some(t) => Some(Some(t.parse::<TenantId>().map_err(|_| {
+            ApiError::field("tenant_id", "must be a tenant id or 'platform'")
+        })?)),
+    };
+    let (kind, status, page) =
+        JobQuery::from_fields(q.kind, q.status, q.limit, q.cursor).parts()?;
+    let limit = page.limit()?;
+    let filter = JobFilter {
+        tenant_id: tenant,
+        kind,
+        status,
+        created_after: q.created_after,
+        created_before: q.created_before,
+    };
+    let rows = state
+        .ledger
+        .list(&filter, page.cursor()?, limit + 1)
+        .await
+        .map_err(ledger_error)?;
+    Ok(Json(Page::from_rows(rows, limit, |j| j.id, JobView::from)))
+}
+
+#[derive(Deserialize)]
+struct JobPath {
+    job_id: Uuid,
+}
+
+/// Queue a failed or dead job again, with fresh attempts (audited).
+#[utoipa::path(post, path = "/v1/admin/jobs/{job_id}/retry", tag = "admin", security(("bearer" = [])),
+    params(("job_id" = Uuid, Path)),
+    responses((status = 200, body = JobView), (status = 404, body = Problem), (status = 409, body = Problem)))]
+async fn retry(
+    State(state): State<AppState>,
+    scope: SystemScope<perm::AdminOperate>,
+    RequestId(request_id): RequestId,
+    Path(JobPath { job_id }): Path<JobPath>,
+) -> Result<Json<JobView>, ApiError> {
+    let job = state.ledger.retry(job_id).await.map_err(ledger_error)?;
+    audit::record(
+        &state.store.pool,
+        scope.principal.event(
+            job.tenant_id,
+            "job.retried",
+            ("job", job_id.to_string()),
+            json!({ "kind": job.kind }),
+            request_id.as_deref(),
+        ),
+    )
+    .await?;
+    Ok(Json(job.into()))
+}
+
+/// Cancel any job (audited).
+#[utoipa::path(post, path = "/v1/admin/jobs/{job_id}/cancel", tag = "admin", security(("bearer" = [])),
+    params(("job_id" = Uuid, Path)),
+    responses((status = 200, body = JobView), (status = 404, body = Problem), (status = 409, body = Problem)))]
+async fn cancel(
+    State(state): State<AppState>,
+    scope: SystemScope<perm::AdminOperate>,
+    RequestId(request_id): RequestId,
+    Path(JobPath { job_id }): Path<JobPath>,
+) -> Result<Json<JobView>, ApiError> {
+    let job = state
+        .ledger
+        .cancel(None, job_id)
+        .await
+        .map_err(ledger_error)?;
+    audit::record(
+        &state.store.pool,
+        scope.principal.event(
+            job.tenant_id,
+            "job.cancelled",
+            ("job", job_id.to_string()),
+            json!({ "kind": job.kind }),
+            request_id.as_deref(),
+        ),
+    )
+    .await?;
+    Ok(Json(job.into()))
+}

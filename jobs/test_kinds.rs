@@ -1,0 +1,141 @@
+//! Kinds that exist only in test builds (`--features test-kinds`), to exercise
+//! the platform itself: a no-op, a sleeper with an exactly-once side effect,
+//! and a job that fails.
+
+use async_trait::async_trait;
+use bizcontacts_domain::Permission;
+use bizcontacts_queue::handler::{
+    JobContext, JobError, JobHandler, Registry, RetryPolicy, Starter,
+};
+use serde::Deserialize;
+use std::time::Duration;
+
+pub fn register(r: Registry) -> Registry {
+    r.with(Noop).with(Sleep).with(Fail)
+}
+
+fn test_policy() -> RetryPolicy {
+    RetryPolicy::new(3, Duration::from_millis(100), Duration::from_millis(400))
+}
+
+/// `test_noop`: does nothing. Idempotent trivially.
+pub struct Noop;
+
+#[async_trait]
+impl JobHandler for Noop {
+    fn kind(&self) -> &'static str {
+        "test_noop"
+    }
+    fn starter(&self) -> Starter {
+        Starter::Tenant(Permission::JobsRead)
+    }
+    fn retry(&self) -> RetryPolicy {
+        test_policy()
+    }
+    fn validate(&self, _: &serde_json::Value) -> Result<(), String> {
+        Ok(())
+    }
+    async fn run(&self, _: &mut JobContext) -> Result<(), JobError> {
+        Ok(())
+    }
+}
+
+#[derive(Deserialize)]
+struct SleepParams {
+    ms: u64,
+    /// A label recorded with the side effect, so tests can find it.
+    #[serde(default)]
+    label: String,
+}
+
+/// `test_sleep`: sleeps with checkpoints, then writes one audit event
+/// (`test.effect`) in the same transaction that marks the job succeeded, so the
+/// effect exists once however often the job is started.
+pub struct Sleep;
+
+#[async_trait]
+impl JobHandler for Sleep {
+    fn kind(&self) -> &'static str {
+        "test_sleep"
+    }
+    fn starter(&self) -> Starter {
+        Starter::Tenant(Permission::JobsRead)
+    }
+    fn retry(&self) -> RetryPolicy {
+        test_policy()
+    }
+    fn validate(&self, params: &serde_json::Value) -> Result<(), String> {
+        serde_json::from_value::<SleepParams>(params.clone())
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+    async fn run(&self, ctx: &mut JobContext) -> Result<(), JobError> {
+        let p: SleepParams = ctx.params()?;
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(p.ms);
+        let mut done = 0;
+        while tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(
+                Duration::from_millis(50).min(deadline - tokio::time::Instant::now()),
+            )
+            .await;
+            done += 1;
+            ctx.progress(done, None, Some("sleeping")).await?;
+            ctx.checkpoint().await?;
+        }
+        let mut tx = ctx.pool().begin().await?;
+        sqlx::query(
+            "INSERT INTO audit_events (id, tenant_id, action, target_type, target_id, details)
+             VALUES ($1, $2, 'test.effect', 'job', $3, jsonb_build_object('label', $4::text))",
+        )
+        .bind(uuid::Uuid::now_v7())
+        .bind(ctx.tenant_id.map(|t| t.0))
+        .bind(ctx.job_id.to_string())
+        .bind(&p.label)
+        .execute(&mut *tx)
+        .await?;
+        ctx.complete_in(&mut tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+#[derive(Deserialize)]
+struct FailParams {
+    /// Fail the first `times` attempts (default: every attempt).
+    times: Option<i32>,
+    #[serde(default)]
+    permanent: bool,
+}
+
+/// `test_fail`: fails (retryably, or permanently).
+pub struct Fail;
+
+#[async_trait]
+impl JobHandler for Fail {
+    fn kind(&self) -> &'static str {
+        "test_fail"
+    }
+    fn starter(&self) -> Starter {
+        Starter::Tenant(Permission::JobsRead)
+    }
+    fn retry(&self) -> RetryPolicy {
+        test_policy()
+    }
+    fn validate(&self, params: &serde_json::Value) -> Result<(), String> {
+        serde_json::from_value::<FailParams>(params.clone())
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+    async fn run(&self, ctx: &mut JobContext) -> Result<(), JobError> {
+        let p: FailParams = ctx.params()?;
+        if p.times.is_none_or(|t| ctx.attempt <= t) {
+            let e = anyhow::anyhow!("planned failure on attempt {}", ctx.attempt);
+            return Err(if p.permanent {
+                JobError::Permanent(e)
+            } else {
+                JobError::Retryable(e)
+            });
+        }
+        Ok(())
+    }
+}
