@@ -7,11 +7,40 @@ use bizcontacts_domain::Permission;
 use bizcontacts_queue::handler::{
     JobContext, JobError, JobHandler, Registry, RetryPolicy, Starter,
 };
+use bizcontacts_queue::job::NewJob;
+use bizcontacts_queue::scheduler::Schedule;
 use serde::Deserialize;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub fn register(r: Registry) -> Registry {
     r.with(Noop).with(Sleep).with(Fail)
+}
+
+/// A fast `test_noop` schedule, only when BIZCONTACTS_TEST_TICK (a cron
+/// expression) is set, for tests of several scheduler replicas.
+pub fn schedule() -> Option<Schedule> {
+    let expr = std::env::var("BIZCONTACTS_TEST_TICK").ok()?;
+    Some(
+        Schedule::new(
+            "test_tick",
+            &expr,
+            Arc::new(|_, _| {
+                Box::pin(async {
+                    Ok(vec![NewJob {
+                        tenant_id: None,
+                        kind: "test_noop".into(),
+                        params: serde_json::json!({}),
+                        idempotency_key: None,
+                        max_attempts: 3,
+                        run_after: None,
+                        created_by: None,
+                    }])
+                })
+            }),
+        )
+        .expect("BIZCONTACTS_TEST_TICK is a valid cron expression"),
+    )
 }
 
 fn test_policy() -> RetryPolicy {

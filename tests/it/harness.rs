@@ -527,3 +527,147 @@ pub fn sigterm(pid: u32) {
 pub async fn status(req: reqwest::RequestBuilder) -> u16 {
     req.send().await.unwrap().status().as_u16()
 }
+
+/// Poll `check` every 50 ms until it holds; panics with `what` after `secs`.
+pub async fn wait_until<F, Fut>(secs: u64, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A worker running inside the test process; stops when dropped.
+pub struct InProcessWorker {
+    stop: CancellationToken,
+    handle: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl InProcessWorker {
+    pub async fn stop(mut self) {
+        self.stop.cancel();
+        if let Some(h) = self.handle.take() {
+            let _ = h.await;
+        }
+    }
+}
+
+impl Drop for InProcessWorker {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+impl TestApp {
+    pub async fn ledger(&self) -> bizcontacts_queue::ledger::Ledger {
+        let redis = runtime::redis(&self.settings).await.unwrap();
+        runtime::ledger(
+            &self.settings,
+            &self.store,
+            &redis,
+            &bizcontacts_jobs::registry(),
+        )
+    }
+
+    pub async fn worker(&self) -> InProcessWorker {
+        let ledger = self.ledger().await;
+        let config = runtime::worker_config(&self.settings);
+        let stop = CancellationToken::new();
+        let token = stop.clone();
+        let handle = tokio::spawn(async move {
+            bizcontacts_queue::worker::run(ledger, bizcontacts_jobs::registry(), config, token)
+                .await
+                .unwrap();
+        });
+        InProcessWorker {
+            stop,
+            handle: Some(handle),
+        }
+    }
+
+    /// Enqueue jobs straight through the ledger (what the intake does after its checks).
+    pub async fn enqueue(&self, jobs: Vec<bizcontacts_queue::job::NewJob>) -> Vec<uuid::Uuid> {
+        let ledger = self.ledger().await;
+        let mut ids = Vec::new();
+        for chunk in jobs.chunks(1000) {
+            let mut tx = self.store.pool.begin().await.unwrap();
+            let (out, pending) = ledger.enqueue_many(&mut tx, chunk.to_vec()).await.unwrap();
+            tx.commit().await.unwrap();
+            ledger.push(pending).await;
+            ids.extend(out.into_iter().map(|e| e.job.id));
+        }
+        ids
+    }
+
+    pub async fn job_status(&self, id: uuid::Uuid) -> String {
+        sqlx::query_scalar("SELECT status FROM jobs WHERE id = $1")
+            .bind(id)
+            .fetch_one(&self.store.pool)
+            .await
+            .unwrap()
+    }
+
+    /// Jobs per status among `ids`.
+    pub async fn count_status(&self, ids: &[uuid::Uuid], status: &str) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM jobs WHERE id = ANY($1) AND status = $2")
+            .bind(ids)
+            .bind(status)
+            .fetch_one(&self.store.pool)
+            .await
+            .unwrap()
+    }
+
+    /// The real binary as a worker process against this test's database and prefix.
+    pub fn spawn_worker_process(&self) -> tokio::process::Child {
+        self.spawn_process("worker", &[])
+    }
+
+    pub fn spawn_process(
+        &self,
+        command: &str,
+        extra_env: &[(&str, &str)],
+    ) -> tokio::process::Child {
+        tokio::process::Command::new(BIN)
+            .arg(command)
+            .envs(bin_env(&self.db, &self.redis, "127.0.0.1:0"))
+            .env("BIZCONTACTS__WORKER__HTTP_ADDR", "127.0.0.1:0")
+            .envs(
+                extra_env
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string())),
+            )
+            .stdout(std::process::Stdio::null())
+            .stderr(if std::env::var("TEST_LOG").is_ok() {
+                std::process::Stdio::inherit()
+            } else {
+                std::process::Stdio::null()
+            })
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap()
+    }
+}
+
+/// A job of a test kind, for `TestApp::enqueue`.
+pub fn test_job(
+    tenant: Option<TenantId>,
+    kind: &str,
+    params: serde_json::Value,
+) -> bizcontacts_queue::job::NewJob {
+    bizcontacts_queue::job::NewJob {
+        tenant_id: tenant,
+        kind: kind.into(),
+        params,
+        idempotency_key: None,
+        max_attempts: 3,
+        run_after: None,
+        created_by: None,
+    }
+}

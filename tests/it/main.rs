@@ -10,5 +10,7 @@ mod bad_input;
 mod cli;
 mod http_basics;
 mod identity;
+mod jobs;
+mod jobs_processes;
 mod permission_matrix;
 mod secrets;
