@@ -78,6 +78,19 @@ async fn template() -> &'static str {
                     .await
                     .unwrap();
             if !exists {
+                // Templates of older migration sets are of no use any more.
+                let stale: Vec<String> = sqlx::query_scalar(
+                    "SELECT datname FROM pg_database WHERE datname LIKE 'bctpl\\_%' AND datname <> $1",
+                )
+                .bind(&name)
+                .fetch_all(&mut admin)
+                .await
+                .unwrap();
+                for db in stale {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+                        .execute(&mut admin)
+                        .await;
+                }
                 let building = format!("{name}_building");
                 sqlx::query(&format!("DROP DATABASE IF EXISTS {building}"))
                     .execute(&mut admin)
@@ -625,33 +638,60 @@ impl TestApp {
     }
 
     /// The real binary as a worker process against this test's database and prefix.
-    pub fn spawn_worker_process(&self) -> tokio::process::Child {
+    pub fn spawn_worker_process(&self) -> Process {
         self.spawn_process("worker", &[])
     }
 
-    pub fn spawn_process(
-        &self,
-        command: &str,
-        extra_env: &[(&str, &str)],
-    ) -> tokio::process::Child {
-        tokio::process::Command::new(BIN)
-            .arg(command)
-            .envs(bin_env(&self.db, &self.redis, "127.0.0.1:0"))
-            .env("BIZCONTACTS__WORKER__HTTP_ADDR", "127.0.0.1:0")
-            .envs(
-                extra_env
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string())),
-            )
-            .stdout(std::process::Stdio::null())
-            .stderr(if std::env::var("TEST_LOG").is_ok() {
-                std::process::Stdio::inherit()
-            } else {
-                std::process::Stdio::null()
-            })
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap()
+    pub fn spawn_process(&self, command: &str, extra_env: &[(&str, &str)]) -> Process {
+        Process(
+            tokio::process::Command::new(BIN)
+                .arg(command)
+                .envs(bin_env(&self.db, &self.redis, "127.0.0.1:0"))
+                .env("BIZCONTACTS__WORKER__HTTP_ADDR", "127.0.0.1:0")
+                .envs(
+                    extra_env
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string())),
+                )
+                .stdout(std::process::Stdio::null())
+                .stderr(if std::env::var("TEST_LOG").is_ok() {
+                    std::process::Stdio::inherit()
+                } else {
+                    std::process::Stdio::null()
+                })
+                .kill_on_drop(true)
+                .spawn()
+                .unwrap(),
+        )
+    }
+}
+
+/// A child process that is killed *and reaped* when dropped, so it cannot
+/// write to Redis or Postgres after the test's cleanup ran.
+pub struct Process(pub tokio::process::Child);
+
+impl std::ops::Deref for Process {
+    type Target = tokio::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Process {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.start_kill();
+        for _ in 0..100 {
+            if !matches!(self.0.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 
