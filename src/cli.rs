@@ -30,6 +30,34 @@ pub enum Command {
     /// API key administration.
     #[command(subcommand, name = "api-key")]
     ApiKey(ApiKeyCommand),
+    /// Benchmarks (build with `--features bench`).
+    #[cfg(feature = "bench")]
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[cfg(feature = "bench")]
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// End-to-end no-op job throughput and enqueue-to-start latency, with real
+    /// worker processes, on a scratch database and Redis prefix.
+    Jobs {
+        /// Jobs for the throughput run.
+        #[arg(long, default_value_t = 50_000)]
+        jobs: usize,
+        /// Worker processes to start.
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
+        /// Concurrency per kind in each worker.
+        #[arg(long, default_value_t = 256)]
+        concurrency: usize,
+        /// Offered load of the latency run, jobs per second.
+        #[arg(long, default_value_t = 1000)]
+        rate: u64,
+        /// Length of the latency run, seconds.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
 }
 
 #[derive(Subcommand, Debug)]

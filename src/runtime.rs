@@ -69,7 +69,8 @@ pub fn ledger(settings: &Settings, store: &Store, redis: &Redis, registry: &Regi
     let transport = Transport::new(
         redis.clone(),
         registry.kinds(),
-        Duration::from_secs(settings.jobs.heartbeat_secs),
+        Duration::from_millis(settings.jobs.transport_heartbeat_ms),
+        Duration::from_secs(settings.jobs.lease_secs),
     );
     Ledger::new(store.pool.clone(), transport)
 }

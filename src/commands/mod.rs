@@ -1,6 +1,8 @@
 //! One module per subcommand.
 
 mod admin;
+#[cfg(feature = "bench")]
+mod bench;
 mod dev;
 mod serve;
 mod work;
@@ -46,6 +48,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::ApiKey(cmd) => {
             runtime::init_logging(&settings, Some("warn"));
             admin::api_key(&settings, cmd).await
+        }
+        #[cfg(feature = "bench")]
+        Command::Bench(cmd) => {
+            runtime::init_logging(&settings, Some("warn"));
+            bench::run(&settings, cmd).await
         }
     }
 }

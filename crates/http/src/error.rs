@@ -152,6 +152,14 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// Map a store error, naming what was not found (`.map_err(not_found("member"))`).
+pub fn not_found(what: &'static str) -> impl Fn(StoreError) -> ApiError {
+    move |e| match e {
+        StoreError::NotFound => ApiError::NotFound(what),
+        other => other.into(),
+    }
+}
+
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
         StoreError::from(e).into()

@@ -260,8 +260,13 @@ impl Ledger {
             return;
         }
         crate::metrics::pushed(&pending.messages);
+        // Rows a worker is claiming right now are skipped: they are leaving
+        // `queued` anyway, and waiting for their locks would queue every push
+        // behind the claims of the previous one.
         if let Err(e) = sqlx::query(
-            "UPDATE jobs SET pushed_at = now() WHERE id = ANY($1) AND status = 'queued'",
+            "UPDATE jobs SET pushed_at = now() WHERE id IN (
+                 SELECT j.id FROM unnest($1::uuid[]) AS r(id) JOIN jobs j ON j.id = r.id
+                 WHERE j.status = 'queued' FOR UPDATE OF j SKIP LOCKED)",
         )
         .bind(&ids)
         .execute(&self.pool)

@@ -89,10 +89,16 @@ pub async fn tick(
         .execute(pool)
         .await?
         .rows_affected();
-        tracing::warn!(
-            requeued = n,
-            "Redis lost its data; re-pushing every queued job from the ledger"
-        );
+        if n > 0 {
+            tracing::warn!(
+                requeued = n,
+                "Redis lost its data; re-pushing every queued job from the ledger"
+            );
+        } else {
+            tracing::info!(
+                "no epoch key in Redis (first start, or Redis was emptied); nothing was queued"
+            );
+        }
         report.redis_lost = true;
     }
 
@@ -183,8 +189,17 @@ pub async fn tick(
                 }
             }
         }
-        if let Err(e) = transport.trim_finished(kind, 10_000).await {
-            tracing::debug!(error = %e, kind, "cannot trim finished tasks");
+        // Small script calls, so other clients interleave: one big Lua call
+        // would stall every worker's fetch while it runs.
+        for _ in 0..20 {
+            match transport.trim_finished(kind, crate::transport::CHUNK).await {
+                Ok(n) if n as usize >= crate::transport::CHUNK => continue,
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::debug!(error = %e, kind, "cannot trim finished tasks");
+                    break;
+                }
+            }
         }
     }
 

@@ -22,6 +22,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Most deliveries one apalis worker (one kind, one process) holds at once.
+pub const MAX_IN_FLIGHT: usize = 1024;
+
 /// Largest push, and largest promotion step; well under the 8,000 limit.
 pub const CHUNK: usize = 1000;
 
@@ -34,7 +37,7 @@ end
 return #ids";
 
 /// How long a pushed generation's idempotency key lives in Redis.
-const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
+const IDEMPOTENCY_TTL: Duration = Duration::from_secs(3600);
 
 #[derive(Clone)]
 pub struct Transport {
@@ -44,11 +47,19 @@ pub struct Transport {
 
 impl Transport {
     /// Queues for `kinds`, under the deployment's key prefix.
+    ///
+    /// `heartbeat` is apalis's worker heartbeat. Keep it short: in apalis 1.0 a
+    /// worker that parks between fetches is sometimes woken only by its
+    /// heartbeat timer (seen as multi-second stalls at 1,000 jobs/s with the
+    /// 10 s we first used), so the heartbeat bounds that stall. Orphan recovery
+    /// still waits `orphan_after`, via the missed-heartbeat count.
     pub fn new(
         redis: Redis,
         kinds: impl IntoIterator<Item = &'static str>,
-        worker_heartbeat: Duration,
+        heartbeat: Duration,
+        orphan_after: Duration,
     ) -> Self {
+        let missed = (orphan_after.as_millis() / heartbeat.as_millis().max(1)).max(3) as usize;
         let storages = kinds
             .into_iter()
             .map(|kind| {
@@ -61,8 +72,8 @@ impl Transport {
                     .emit_events(false)
                     .batch_size(100)
                     .idempotency_ttl(Some(IDEMPOTENCY_TTL))
-                    .heartbeat_interval(worker_heartbeat)
-                    .missed_heartbeats(3);
+                    .heartbeat_interval(heartbeat)
+                    .missed_heartbeats(missed);
                 (
                     kind.to_string(),
                     RedisStorage::new(redis.conn()).with_config(config),

@@ -1,7 +1,7 @@
 //! Platform administration (system roles): tenants, manual plan activation, audit.
 
 use crate::auth::{perm, SystemScope};
-use crate::error::{ApiError, Problem};
+use crate::error::{not_found, ApiError, Problem};
 use crate::extract::{ApiJson, ApiQuery, RequestId};
 use crate::pagination::{Page, PageParams};
 use crate::state::AppState;
@@ -11,7 +11,6 @@ use bizcontacts_domain::{PackageName, TenantId, UserId};
 use bizcontacts_store::audit::{self, AuditEvent, Filter};
 use bizcontacts_store::tenants;
 use bizcontacts_store::usage::{self, DailyUsage};
-use bizcontacts_store::StoreError;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -88,10 +87,9 @@ async fn set_package(
 ) -> Result<Json<TenantView>, ApiError> {
     let id = TenantId(tenant_id);
     let mut tx = state.store.pool.begin().await?;
-    let before = tenants::lock(&mut tx, id).await.map_err(|e| match e {
-        StoreError::NotFound => ApiError::NotFound("tenant"),
-        other => other.into(),
-    })?;
+    let before = tenants::lock(&mut tx, id)
+        .await
+        .map_err(not_found("tenant"))?;
     tenants::set_package(&mut *tx, id, req.package).await?;
     audit::record(
         &mut *tx,

@@ -1,7 +1,7 @@
 //! API keys: create (shown once), list (never the secret), revoke.
 
 use crate::auth::{perm, TenantScope};
-use crate::error::{ApiError, FieldError, Problem};
+use crate::error::{not_found, ApiError, FieldError, Problem};
 use crate::extract::{ApiJson, ApiQuery, Created, RequestId};
 use crate::identity::{check_scopes, issue_api_key, KeyKind};
 use crate::pagination::{Page, PageParams};
@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use bizcontacts_domain::{ApiKeyId, Permission};
 use bizcontacts_store::api_keys::{self, ApiKey};
-use bizcontacts_store::{audit, packages, StoreError};
+use bizcontacts_store::{audit, packages};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -194,10 +194,7 @@ async fn revoke_key(
     let mut tx = state.store.pool.begin().await?;
     api_keys::revoke(&mut *tx, scope.tenant_id(), ApiKeyId(key_id))
         .await
-        .map_err(|e| match e {
-            StoreError::NotFound => ApiError::NotFound("API key"),
-            other => other.into(),
-        })?;
+        .map_err(not_found("API key"))?;
     audit::record(
         &mut *tx,
         scope.principal.event(

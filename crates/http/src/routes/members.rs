@@ -1,7 +1,7 @@
 //! Tenant members: list, add (within the package's `users` limit), change role, remove.
 
 use crate::auth::{perm, TenantScope};
-use crate::error::{ApiError, Problem};
+use crate::error::{not_found, ApiError, Problem};
 use crate::extract::{ApiJson, ApiQuery, Created, RequestId};
 use crate::identity::hash_password;
 use crate::pagination::{Page, PageParams};
@@ -148,13 +148,6 @@ pub struct ChangeRole {
     role: Role,
 }
 
-fn not_member(e: StoreError) -> ApiError {
-    match e {
-        StoreError::NotFound => ApiError::NotFound("member"),
-        other => other.into(),
-    }
-}
-
 /// Change a member's role. The last org_admin cannot be demoted.
 #[utoipa::path(patch, path = "/v1/tenants/{tenant_id}/members/{user_id}", tag = "identity", security(("bearer" = [])),
     params(("tenant_id" = Uuid, Path), ("user_id" = Uuid, Path)), request_body = ChangeRole,
@@ -170,7 +163,7 @@ async fn change_role(
     let mut tx = state.store.pool.begin().await?;
     let previous = users::change_role(&mut tx, scope.tenant_id(), user, req.role)
         .await
-        .map_err(not_member)?;
+        .map_err(not_found("member"))?;
     audit::record(
         &mut *tx,
         scope.principal.event(
@@ -203,7 +196,7 @@ async fn remove_member(
     let mut tx = state.store.pool.begin().await?;
     let role = users::remove_member(&mut tx, scope.tenant_id(), user)
         .await
-        .map_err(not_member)?;
+        .map_err(not_found("member"))?;
     audit::record(
         &mut *tx,
         scope.principal.event(
