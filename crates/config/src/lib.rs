@@ -53,7 +53,7 @@ pub struct Settings {
 pub struct JobSettings {
     pub lease_secs: u64,
     pub heartbeat_secs: u64,
-    /// apalis's own worker heartbeat (see transport.rs for why it is short).
+    /// apalis's own worker heartbeat.
     pub transport_heartbeat_ms: u64,
     pub relay_interval_ms: u64,
     pub push_grace_secs: u64,

@@ -263,17 +263,23 @@ impl Ledger {
         // Rows a worker is claiming right now are skipped: they are leaving
         // `queued` anyway, and waiting for their locks would queue every push
         // behind the claims of the previous one.
-        if let Err(e) = sqlx::query(
+        if let Err(e) = self.mark_pushed(&ids).await {
+            tracing::warn!(error = %e, "could not record push; the relay may push again (harmless)");
+        }
+    }
+
+    async fn mark_pushed(&self, ids: &[Uuid]) -> Result<(), sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        crate::claim::tune_hot_tx(&mut tx).await?;
+        sqlx::query(
             "UPDATE jobs SET pushed_at = now() WHERE id IN (
                  SELECT j.id FROM unnest($1::uuid[]) AS r(id) JOIN jobs j ON j.id = r.id
                  WHERE j.status = 'queued' FOR UPDATE OF j SKIP LOCKED)",
         )
-        .bind(&ids)
-        .execute(&self.pool)
-        .await
-        {
-            tracing::warn!(error = %e, "could not record push; the relay may push again (harmless)");
-        }
+        .bind(ids)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await
     }
 
     /// One job, seen from a tenant (`Some`) or the platform (`None`).

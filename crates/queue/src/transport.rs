@@ -22,9 +22,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Most deliveries one apalis worker (one kind, one process) holds at once.
-pub const MAX_IN_FLIGHT: usize = 1024;
-
 /// Largest push, and largest promotion step; well under the 8,000 limit.
 pub const CHUNK: usize = 1000;
 
@@ -48,11 +45,10 @@ pub struct Transport {
 impl Transport {
     /// Queues for `kinds`, under the deployment's key prefix.
     ///
-    /// `heartbeat` is apalis's worker heartbeat. Keep it short: in apalis 1.0 a
-    /// worker that parks between fetches is sometimes woken only by its
-    /// heartbeat timer (seen as multi-second stalls at 1,000 jobs/s with the
-    /// 10 s we first used), so the heartbeat bounds that stall. Orphan recovery
-    /// still waits `orphan_after`, via the missed-heartbeat count.
+    /// `heartbeat` is apalis's worker heartbeat; a worker that misses beats
+    /// for `orphan_after` has its in-flight deliveries re-queued by the others
+    /// (the ledger's leases are the real guard; this only returns deliveries
+    /// to Redis sooner than the relay's stale-push rule would).
     pub fn new(
         redis: Redis,
         kinds: impl IntoIterator<Item = &'static str>,
