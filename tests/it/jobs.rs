@@ -54,6 +54,27 @@ async fn submitted_job_runs_and_reports_its_life() {
         .await
         .unwrap();
     assert_eq!(list["items"][0]["job_id"], id.as_str());
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "jobs_enqueued_total",
+        "jobs_started_total",
+        "jobs_succeeded_total",
+        "job_duration_seconds",
+    ] {
+        assert!(
+            metrics.contains(&format!("{name}{{kind=\"test_sleep\"}}"))
+                || metrics.contains(&format!("{name}_bucket{{kind=\"test_sleep\"")),
+            "{name} missing"
+        );
+    }
 }
 
 #[tokio::test]

@@ -140,6 +140,7 @@ impl Batcher {
 struct Candidate {
     id: Uuid,
     tenant_id: Option<Uuid>,
+    kind: String,
     push_seq: i32,
 }
 
@@ -159,7 +160,7 @@ pub async fn claim(
         // The id list drives the join, so each row is found by primary key: with
         // `id = ANY(..)` the planner may pick the partial index on queued jobs
         // and scan the whole backlog on every claim.
-        "SELECT j.id, j.tenant_id, j.push_seq FROM unnest($1::uuid[]) AS r(id) JOIN jobs j ON j.id = r.id
+        "SELECT j.id, j.tenant_id, j.kind, j.push_seq FROM unnest($1::uuid[]) AS r(id) JOIN jobs j ON j.id = r.id
          WHERE j.status = 'queued' AND j.run_after <= now() AND NOT j.cancel_requested
          ORDER BY j.id FOR UPDATE OF j",
     )
@@ -204,6 +205,7 @@ pub async fn claim(
             Some((slots, limit)) if *slots <= 0 => {
                 deferred.push(c.id);
                 reasons.push(format!("tenant at concurrent-job limit {limit}/{limit}"));
+                metrics::deferred(&c.kind);
             }
             Some((slots, _)) => {
                 *slots -= 1;
@@ -221,12 +223,11 @@ pub async fn claim(
         .bind(&reasons)
         .execute(&mut *tx)
         .await?;
-        metrics::deferred(deferred.len());
     }
     let run_ids: Vec<Uuid> = run.iter().map(|_| Uuid::now_v7()).collect();
     let claimed: Vec<Claimed> = sqlx::query_as(
         "UPDATE jobs j SET status = 'running', run_id = r.run_id, attempts = j.attempts + 1,
-                worker_id = $3, started_at = now(), lease_until = now() + $4::interval,
+                worker_id = $3, started_at = now(), heartbeat_at = now(), lease_until = now() + $4::interval,
                 waiting_reason = NULL
          FROM unnest($1::uuid[], $2::uuid[]) AS r(id, run_id) WHERE j.id = r.id
          RETURNING j.id AS job_id, j.run_id, j.tenant_id, j.kind, j.params, j.attempts AS attempt,
@@ -435,7 +436,8 @@ pub async fn renew_leases(
         return Ok(0);
     }
     Ok(sqlx::query(
-        "UPDATE jobs SET lease_until = now() + $2::interval WHERE run_id = ANY($1) AND status = 'running'",
+        "UPDATE jobs SET lease_until = now() + $2::interval, heartbeat_at = now()
+         WHERE run_id = ANY($1) AND status = 'running'",
     )
     .bind(runs)
     .bind(interval(lease))

@@ -91,6 +91,8 @@ pub struct Job {
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
     pub worker_id: Option<String>,
+    /// Last lease renewal of the current (or last) run.
+    pub heartbeat_at: Option<DateTime<Utc>>,
     pub cancel_requested: bool,
 }
 
@@ -115,12 +117,13 @@ pub(crate) struct JobRow {
     started_at: Option<DateTime<Utc>>,
     finished_at: Option<DateTime<Utc>>,
     worker_id: Option<String>,
+    heartbeat_at: Option<DateTime<Utc>>,
     cancel_requested: bool,
 }
 
 pub(crate) const JOB_COLUMNS: &str = "id, tenant_id, kind, params, status, attempts, max_attempts, progress_done,
     progress_total, progress_message, last_error, waiting_reason, idempotency_key, run_after, created_at,
-    queued_at, started_at, finished_at, worker_id, cancel_requested";
+    queued_at, started_at, finished_at, worker_id, heartbeat_at, cancel_requested";
 
 impl TryFrom<JobRow> for Job {
     type Error = sqlx::Error;
@@ -148,6 +151,7 @@ impl TryFrom<JobRow> for Job {
             started_at: r.started_at,
             finished_at: r.finished_at,
             worker_id: r.worker_id,
+            heartbeat_at: r.heartbeat_at,
             cancel_requested: r.cancel_requested,
         })
     }

@@ -190,6 +190,9 @@ impl Ledger {
         let mut pending = Pending::default();
         for (i, j) in jobs.into_iter().enumerate() {
             if let Some(job) = by_id.remove(&ids[i]) {
+                if job.status == JobStatus::Deferred {
+                    crate::metrics::deferred(&job.kind);
+                }
                 if job.status == JobStatus::Queued && job.run_after <= now {
                     pending.messages.push((
                         job.kind.clone(),

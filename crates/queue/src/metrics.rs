@@ -9,8 +9,8 @@ pub(crate) fn pushed(messages: &[(String, JobMessage)]) {
     }
 }
 
-pub(crate) fn deferred(n: usize) {
-    metrics::counter!("jobs_deferred_total").increment(n as u64);
+pub(crate) fn deferred(kind: &str) {
+    metrics::counter!("jobs_deferred_total", "kind" => kind.to_string()).increment(1);
 }
 
 pub(crate) fn started(kind: &str, waited: Duration) {

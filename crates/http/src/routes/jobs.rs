@@ -53,6 +53,8 @@ pub struct JobView {
     created_at: DateTime<Utc>,
     started_at: Option<DateTime<Utc>>,
     finished_at: Option<DateTime<Utc>>,
+    /// Last sign of life of the worker running it.
+    heartbeat_at: Option<DateTime<Utc>>,
 }
 
 impl From<Job> for JobView {
@@ -78,6 +80,7 @@ impl From<Job> for JobView {
             created_at: j.created_at,
             started_at: j.started_at,
             finished_at: j.finished_at,
+            heartbeat_at: j.heartbeat_at,
         }
     }
 }
