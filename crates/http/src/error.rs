@@ -126,8 +126,6 @@ pub enum ApiError {
     PayloadTooLarge(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
-    #[error("{0}")]
-    Unavailable(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -199,7 +197,6 @@ impl IntoResponse for ApiError {
             ApiError::UnsupportedMediaType(d) => {
                 Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, d)
             }
-            ApiError::Unavailable(d) => Problem::new(StatusCode::SERVICE_UNAVAILABLE, d),
             ApiError::Internal(e) => {
                 tracing::error!(error = %format!("{e:#}"), "request failed");
                 Problem::new(

@@ -21,7 +21,6 @@ use axum::http::{HeaderName, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
-use error::Problem;
 use state::AppState;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -157,9 +156,4 @@ pub async fn serve_router(
     axum::serve(listener, router)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
-}
-
-/// For handlers that need to answer with a problem outside `ApiError`.
-pub fn problem(status: StatusCode, detail: &str) -> axum::response::Response {
-    Problem::new(status, detail).into_response()
 }

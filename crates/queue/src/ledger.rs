@@ -29,12 +29,6 @@ pub struct Pending {
     pub(crate) messages: Vec<(String, JobMessage)>,
 }
 
-impl Pending {
-    pub fn extend(&mut self, other: Pending) {
-        self.messages.extend(other.messages);
-    }
-}
-
 /// The outcome of an enqueue.
 #[derive(Debug)]
 pub struct Enqueued {

@@ -87,10 +87,6 @@ impl Transport {
         self.storages.get(kind).cloned()
     }
 
-    pub fn kinds(&self) -> impl Iterator<Item = &str> {
-        self.storages.keys().map(String::as_str)
-    }
-
     /// Push messages, grouped by kind, one bulk push per kind.
     pub async fn push(&self, messages: &[(String, JobMessage)]) -> Result<(), QueueError> {
         let mut by_kind: BTreeMap<&str, Vec<&JobMessage>> = BTreeMap::new();
@@ -196,9 +192,5 @@ impl Transport {
             .query_async(&mut conn)
             .await?;
         Ok(set.is_some())
-    }
-
-    pub fn redis(&self) -> &Redis {
-        &self.redis
     }
 }

@@ -39,12 +39,3 @@ pub async fn get(db: impl PgExecutor<'_>, name: PackageName) -> Result<PackageLi
         .await?
         .into_limits()
 }
-
-pub async fn list(db: impl PgExecutor<'_>) -> Result<Vec<PackageLimits>> {
-    sqlx::query_as::<_, PackageRow>("SELECT * FROM packages ORDER BY users")
-        .fetch_all(db)
-        .await?
-        .into_iter()
-        .map(PackageRow::into_limits)
-        .collect()
-}

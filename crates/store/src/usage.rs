@@ -25,6 +25,35 @@ pub async fn get(db: impl PgExecutor<'_>, tenant: TenantId, day: NaiveDate) -> R
     .unwrap_or_default())
 }
 
+/// One day's counters for several tenants at once (missing rows are zeros).
+pub async fn get_many(
+    db: impl PgExecutor<'_>,
+    tenants: &[TenantId],
+    day: NaiveDate,
+) -> Result<std::collections::HashMap<TenantId, DailyUsage>> {
+    let ids: Vec<uuid::Uuid> = tenants.iter().map(|t| t.0).collect();
+    let rows: Vec<(uuid::Uuid, i32, i32, i32)> = sqlx::query_as(
+        "SELECT tenant_id, searches, jobs, import_rows FROM usage_daily WHERE tenant_id = ANY($1) AND day = $2",
+    )
+    .bind(&ids)
+    .bind(day)
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(t, searches, jobs, import_rows)| {
+            (
+                TenantId(t),
+                DailyUsage {
+                    searches,
+                    jobs,
+                    import_rows,
+                },
+            )
+        })
+        .collect())
+}
+
 /// Open the usage day for every tenant (idempotent: existing rows are kept).
 /// Returns how many rows were created.
 pub async fn open_day_for_all(db: impl PgExecutor<'_>, day: NaiveDate) -> Result<u64> {

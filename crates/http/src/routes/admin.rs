@@ -36,6 +36,19 @@ pub struct TenantView {
     usage_today: DailyUsage,
 }
 
+impl TenantView {
+    fn new(t: tenants::Tenant, usage_today: DailyUsage) -> Self {
+        TenantView {
+            tenant_id: t.id.0,
+            name: t.name,
+            package: t.package,
+            status: t.status.as_str(),
+            created_at: t.created_at,
+            usage_today,
+        }
+    }
+}
+
 /// Tenants with their package and today's usage.
 #[utoipa::path(get, path = "/v1/admin/tenants", tag = "admin", security(("bearer" = [])), params(PageParams),
     responses((status = 200, body = Page<TenantView>), (status = 403, body = Problem)))]
@@ -47,23 +60,17 @@ async fn list_tenants(
     let limit = page.limit()?;
     let db = &state.store.pool;
     let rows = tenants::list(db, page.cursor()?.map(TenantId), limit + 1).await?;
-    let today = Utc::now().date_naive();
-    let mut page = Page::from_rows(rows, limit, |t| t.id.0, |t| t);
-    let mut items = Vec::with_capacity(page.items.len());
-    for t in page.items.drain(..) {
-        items.push(TenantView {
-            tenant_id: t.id.0,
-            usage_today: usage::get(db, t.id, today).await?,
-            name: t.name,
-            package: t.package,
-            status: t.status.as_str(),
-            created_at: t.created_at,
-        });
-    }
-    Ok(Json(Page {
-        items,
-        next_cursor: page.next_cursor,
-    }))
+    let ids: Vec<TenantId> = rows.iter().map(|t| t.id).collect();
+    let today = usage::get_many(db, &ids, Utc::now().date_naive()).await?;
+    Ok(Json(Page::from_rows(
+        rows,
+        limit,
+        |t| t.id.0,
+        |t| {
+            let used = today.get(&t.id).cloned().unwrap_or_default();
+            TenantView::new(t, used)
+        },
+    )))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -105,14 +112,7 @@ async fn set_package(
     let t = tenants::get(&mut *tx, id).await?;
     let usage_today = usage::get(&mut *tx, id, Utc::now().date_naive()).await?;
     tx.commit().await?;
-    Ok(Json(TenantView {
-        tenant_id: t.id.0,
-        name: t.name,
-        package: t.package,
-        status: t.status.as_str(),
-        created_at: t.created_at,
-        usage_today,
-    }))
+    Ok(Json(TenantView::new(t, usage_today)))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
