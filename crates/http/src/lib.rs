@@ -108,22 +108,8 @@ pub fn app(state: AppState) -> Router {
 pub fn ops_app() -> Router {
     bizcontacts_telemetry::prometheus();
     Router::new()
-        .route(
-            "/healthz",
-            get(|| async { Json(serde_json::json!({ "status": "ok" })) }),
-        )
-        .route(
-            "/metrics",
-            get(|| async {
-                (
-                    [(
-                        axum::http::header::CONTENT_TYPE,
-                        "text/plain; version=0.0.4",
-                    )],
-                    bizcontacts_telemetry::prometheus().render(),
-                )
-            }),
-        )
+        .route("/healthz", get(routes::health::healthz))
+        .route("/metrics", get(routes::health::metrics))
 }
 
 /// Serve until `shutdown` fires, then let in-flight requests finish for up to

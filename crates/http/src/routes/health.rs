@@ -28,7 +28,7 @@ pub struct Health {
 
 /// The process is up.
 #[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Health)))]
-async fn healthz() -> Json<Health> {
+pub(crate) async fn healthz() -> Json<Health> {
     Json(Health {
         status: "ok",
         checks: BTreeMap::new(),
@@ -88,7 +88,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
 
 /// Prometheus text exposition.
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, content_type = "text/plain")))]
-async fn metrics() -> impl IntoResponse {
+pub(crate) async fn metrics() -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         bizcontacts_telemetry::prometheus().render(),
