@@ -40,6 +40,7 @@ macro_rules! wire_enum {
         }
     };
 }
+pub(crate) use wire_enum;
 
 wire_enum!(
     /// A user's role inside one tenant (one role per tenant).

@@ -9,11 +9,13 @@
 //! lives there and nowhere else.
 
 pub mod access;
+pub mod contact;
 pub mod email;
 pub mod ids;
 pub mod package;
 
 pub use access::{Permission, Role, SystemRole};
+pub use contact::{CountryCode, Field, FieldError, Mcc, PhoneE164, Website};
 pub use email::Email;
 pub use ids::{ApiKeyId, SessionId, TenantId, UserId};
 pub use package::{PackageLimits, PackageName};

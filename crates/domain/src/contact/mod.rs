@@ -1,0 +1,497 @@
+//! A business contact as tenants submit it: the fields, the names their
+//! columns go by, and [`normalize`], which turns what was received into typed
+//! values plus every error found, per field.
+//!
+//! Rules (shared/spec/product.md, "Data rules"): a contact needs a company
+//! name and at least one of email, phone and website; country, MCC, phone,
+//! website, segment and type must parse; nothing is silently fixed.
+
+mod country;
+mod mcc;
+mod phone;
+mod vocab;
+mod website;
+
+pub use country::CountryCode;
+pub use mcc::Mcc;
+pub use phone::PhoneE164;
+pub use vocab::{parse_word, ContactType, Segment};
+pub use website::Website;
+
+use crate::access::wire_enum;
+use crate::{Email, ParseError};
+use serde::{Deserialize, Serialize};
+
+wire_enum!(
+    /// A field of a contact as it is submitted (category is derived from the MCC).
+    Field {
+        CompanyName => "company_name",
+        FirstName => "first_name",
+        LastName => "last_name",
+        Email => "email",
+        Phone => "phone",
+        Website => "website",
+        Address => "address",
+        City => "city",
+        Postcode => "postcode",
+        Region => "region",
+        Country => "country",
+        Segment => "segment",
+        Type => "type",
+        Mcc => "mcc",
+    }
+);
+
+/// How many [`Field`]s there are.
+pub const FIELD_COUNT: usize = 14;
+
+/// Header names people use for each field, compared after [`header_key`].
+const SYNONYMS: &[(Field, &[&str])] = &[
+    (
+        Field::CompanyName,
+        &[
+            "company",
+            "companyname",
+            "business",
+            "businessname",
+            "organization",
+            "organisation",
+            "org",
+            "orgname",
+            "organizationname",
+            "organisationname",
+            "account",
+            "accountname",
+            "merchant",
+            "merchantname",
+            "legalname",
+            "tradingname",
+            "firm",
+            "firmname",
+        ],
+    ),
+    (
+        Field::FirstName,
+        &[
+            "firstname",
+            "first",
+            "givenname",
+            "fname",
+            "forename",
+            "contactfirstname",
+        ],
+    ),
+    (
+        Field::LastName,
+        &[
+            "lastname",
+            "last",
+            "surname",
+            "familyname",
+            "lname",
+            "contactlastname",
+        ],
+    ),
+    (
+        Field::Email,
+        &[
+            "email",
+            "emailaddress",
+            "mail",
+            "email1",
+            "contactemail",
+            "workemail",
+            "businessemail",
+            "emailid",
+        ],
+    ),
+    (
+        Field::Phone,
+        &[
+            "phone",
+            "phonenumber",
+            "telephone",
+            "telephonenumber",
+            "tel",
+            "mobile",
+            "mobilephone",
+            "mobilenumber",
+            "cell",
+            "cellphone",
+            "phone1",
+            "businessphone",
+            "workphone",
+            "contactphone",
+        ],
+    ),
+    (
+        Field::Website,
+        &[
+            "website",
+            "web",
+            "url",
+            "site",
+            "homepage",
+            "websiteurl",
+            "webaddress",
+            "domain",
+            "companywebsite",
+            "companydomain",
+        ],
+    ),
+    (
+        Field::Address,
+        &[
+            "address",
+            "streetaddress",
+            "street",
+            "address1",
+            "addressline1",
+            "addressline",
+            "billingaddress",
+        ],
+    ),
+    (Field::City, &["city", "town", "locality"]),
+    (
+        Field::Postcode,
+        &[
+            "postcode",
+            "postalcode",
+            "zip",
+            "zipcode",
+            "postcodezip",
+            "postal",
+        ],
+    ),
+    (
+        Field::Region,
+        &[
+            "region",
+            "state",
+            "province",
+            "county",
+            "stateprovince",
+            "stateregion",
+        ],
+    ),
+    (
+        Field::Country,
+        &[
+            "country",
+            "countrycode",
+            "countryname",
+            "nation",
+            "countryiso",
+        ],
+    ),
+    (
+        Field::Segment,
+        &[
+            "segment",
+            "marketsegment",
+            "customersegment",
+            "businesssegment",
+        ],
+    ),
+    (
+        Field::Type,
+        &[
+            "type",
+            "contacttype",
+            "businesstype",
+            "relationship",
+            "relationshiptype",
+        ],
+    ),
+    (
+        Field::Mcc,
+        &["mcc", "merchantcategorycode", "mcccode", "categorycode"],
+    ),
+];
+
+/// A header reduced to lower-case letters and digits: "Business Name",
+/// "business_name" and "BUSINESS-NAME" all read "businessname".
+pub fn header_key(header: &str) -> String {
+    deunicode::deunicode(header)
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
+        .collect()
+}
+
+impl Field {
+    /// The field a column header names, if any.
+    pub fn from_header(header: &str) -> Option<Field> {
+        let key = header_key(header);
+        SYNONYMS
+            .iter()
+            .find(|(_, names)| names.contains(&key.as_str()))
+            .map(|(f, _)| *f)
+    }
+
+    pub fn index(self) -> usize {
+        Field::ALL
+            .iter()
+            .position(|f| *f == self)
+            .expect("every field is in ALL")
+    }
+
+    /// Longest value accepted, in characters.
+    fn max_chars(self) -> usize {
+        match self {
+            Field::Address => 500,
+            Field::Website => 2000,
+            Field::Postcode | Field::Country | Field::Segment | Field::Type | Field::Mcc => 100,
+            _ => 300,
+        }
+    }
+}
+
+/// One problem with one field of one row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct FieldError {
+    pub field: String,
+    pub value: String,
+    pub reason: String,
+}
+
+impl FieldError {
+    pub fn new(
+        field: impl Into<String>,
+        value: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
+        Self {
+            field: field.into(),
+            value: value.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// A contact as received: one optional raw value per field.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Draft {
+    values: [Option<String>; FIELD_COUNT],
+}
+
+impl Draft {
+    pub fn set(&mut self, field: Field, value: impl Into<String>) {
+        self.values[field.index()] = Some(value.into());
+    }
+
+    pub fn get(&self, field: Field) -> Option<&str> {
+        self.values[field.index()].as_deref()
+    }
+
+    /// The value, trimmed, when there is one that is not blank.
+    fn present(&self, field: Field) -> Option<&str> {
+        self.get(field).map(str::trim).filter(|v| !v.is_empty())
+    }
+}
+
+/// A contact's values in typed, normalized form; fields that were missing or
+/// invalid are `None` (their errors say which).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Contact {
+    pub company_name: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub email: Option<Email>,
+    pub phone: Option<PhoneE164>,
+    pub website: Option<Website>,
+    pub address: Option<String>,
+    pub city: Option<String>,
+    pub postcode: Option<String>,
+    pub region: Option<String>,
+    pub country: Option<CountryCode>,
+    pub segment: Option<Segment>,
+    #[serde(rename = "type")]
+    pub contact_type: Option<ContactType>,
+    pub mcc: Option<Mcc>,
+}
+
+impl Contact {
+    /// The ISO range category of the MCC.
+    pub fn category(&self) -> Option<&'static str> {
+        self.mcc.as_ref().map(Mcc::category)
+    }
+}
+
+/// Plain text: whitespace runs become one space; control characters and
+/// overlong values are errors.
+fn text(field: Field, raw: &str) -> Result<String, ParseError> {
+    if raw.chars().any(|c| c.is_control() && !c.is_whitespace()) {
+        return Err(ParseError::new("contains control characters"));
+    }
+    let collapsed = raw.split_whitespace().collect::<Vec<_>>().join(" ");
+    let max = field.max_chars();
+    if collapsed.chars().count() > max {
+        return Err(ParseError::new(format!("is longer than {max} characters")));
+    }
+    Ok(collapsed)
+}
+
+/// Reads fields of one draft, collecting their errors.
+struct Reader<'a> {
+    draft: &'a Draft,
+    errors: Vec<FieldError>,
+}
+
+impl Reader<'_> {
+    fn read<T>(
+        &mut self,
+        field: Field,
+        parse: impl FnOnce(&str) -> Result<T, ParseError>,
+    ) -> Option<T> {
+        let raw = self.draft.present(field)?;
+        match text(field, raw).and_then(|_| parse(raw)) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.errors
+                    .push(FieldError::new(field.as_str(), raw, e.reason));
+                None
+            }
+        }
+    }
+
+    fn text(&mut self, field: Field) -> Option<String> {
+        self.read(field, |raw| text(field, raw))
+    }
+}
+
+/// Turn a draft into a contact, collecting every error instead of stopping
+/// at the first, so a reviewer sees all that is wrong with a row at once.
+pub fn normalize(draft: &Draft) -> (Contact, Vec<FieldError>) {
+    let mut r = Reader {
+        draft,
+        errors: Vec::new(),
+    };
+    // The country comes first: national phone numbers are read in its region.
+    let country = r.read(Field::Country, CountryCode::parse);
+    let contact = Contact {
+        company_name: r.text(Field::CompanyName),
+        first_name: r.text(Field::FirstName),
+        last_name: r.text(Field::LastName),
+        email: r.read(Field::Email, Email::parse),
+        phone: r.read(Field::Phone, |v| PhoneE164::parse(v, country)),
+        website: r.read(Field::Website, Website::parse),
+        address: r.text(Field::Address),
+        city: r.text(Field::City),
+        postcode: r.text(Field::Postcode).map(|p| p.to_uppercase()),
+        region: r.text(Field::Region),
+        country,
+        segment: r.read(Field::Segment, parse_word),
+        contact_type: r.read(Field::Type, parse_word),
+        mcc: r.read(Field::Mcc, Mcc::parse),
+    };
+    let mut errors = r.errors;
+    if draft.present(Field::CompanyName).is_none() {
+        errors.push(FieldError::new(
+            Field::CompanyName.as_str(),
+            "",
+            "is required",
+        ));
+    }
+    if [Field::Email, Field::Phone, Field::Website]
+        .iter()
+        .all(|f| draft.present(*f).is_none())
+    {
+        errors.push(FieldError::new(
+            Field::Email.as_str(),
+            "",
+            "a contact needs at least one of email, phone or website",
+        ));
+    }
+    (contact, errors)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn draft(pairs: &[(Field, &str)]) -> Draft {
+        let mut d = Draft::default();
+        for (f, v) in pairs {
+            d.set(*f, *v);
+        }
+        d
+    }
+
+    #[test]
+    fn headers_map_through_synonyms_ignoring_case_and_punctuation() {
+        for (h, f) in [
+            ("Company", Field::CompanyName),
+            ("company_name", Field::CompanyName),
+            ("Business Name", Field::CompanyName),
+            ("Merchant Category Code", Field::Mcc),
+            ("MCC", Field::Mcc),
+            ("E-Mail", Field::Email),
+            ("Zip Code", Field::Postcode),
+            ("State/Province", Field::Region),
+        ] {
+            assert_eq!(Field::from_header(h), Some(f), "{h}");
+        }
+        assert_eq!(Field::from_header("Favourite colour"), None);
+        assert_eq!(Field::ALL.len(), FIELD_COUNT);
+    }
+
+    #[test]
+    fn a_good_row_normalizes_every_field() {
+        let (c, errors) = normalize(&draft(&[
+            (Field::CompanyName, "  Acme   Inc. "),
+            (Field::Email, "Sales@ACME.com"),
+            (Field::Phone, "(415) 555-2671"),
+            (Field::Website, "www.acme.com"),
+            (Field::Country, "United States"),
+            (Field::Postcode, "94103"),
+            (Field::Segment, "SMB"),
+            (Field::Type, "Merchant"),
+            (Field::Mcc, "0742"),
+        ]));
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(c.company_name.as_deref(), Some("Acme Inc."));
+        assert_eq!(c.email.unwrap().as_str(), "Sales@acme.com");
+        assert_eq!(c.phone.unwrap().as_str(), "+14155552671");
+        assert_eq!(c.website.unwrap().domain, "acme.com");
+        assert_eq!(c.country.unwrap().as_str(), "US");
+        assert_eq!(c.segment, Some(Segment::Smb));
+        assert_eq!(c.mcc.as_ref().unwrap().as_str(), "0742");
+    }
+
+    #[test]
+    fn every_error_is_named_with_field_value_and_reason() {
+        let (c, errors) = normalize(&draft(&[
+            (Field::Email, "not-an-email"),
+            (Field::Mcc, "742"),
+            (Field::Country, "Atlantis"),
+            (Field::Segment, "huge"),
+        ]));
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            ["country", "email", "segment", "mcc", "company_name"]
+        );
+        assert_eq!(errors[3].value, "742");
+        assert!(errors[3].reason.contains("0742"));
+        assert!(c.email.is_none() && c.mcc.is_none());
+        let (_, errors) = normalize(&draft(&[(Field::CompanyName, "Acme")]));
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0]
+            .reason
+            .contains("at least one of email, phone or website"));
+    }
+
+    #[test]
+    fn control_characters_and_overlong_values_are_errors() {
+        let long = "x".repeat(301);
+        let (_, errors) = normalize(&draft(&[
+            (Field::CompanyName, long.as_str()),
+            (Field::City, "Ber\u{0}lin"),
+            (Field::Email, "a@b.com"),
+        ]));
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(errors[0].reason.contains("longer than 300"));
+        assert_eq!(errors[1].reason, "contains control characters");
+    }
+}
