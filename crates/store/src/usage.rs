@@ -87,3 +87,35 @@ pub async fn consume_job(
     .await?;
     Ok(used.filter(|u| *u <= limit).map(|u| limit - u))
 }
+
+/// Take up to `want` import rows from today's allowance of `limit`; returns
+/// how many were granted (0 once the day's rows are used up). Call in the
+/// transaction that stages the rows, so a rolled-back chunk costs nothing.
+pub async fn consume_import_rows(
+    db: &mut sqlx::PgConnection,
+    tenant: TenantId,
+    day: NaiveDate,
+    want: i32,
+    limit: i32,
+) -> Result<i32> {
+    let used: i32 = sqlx::query_scalar(
+        "INSERT INTO usage_daily AS u (tenant_id, day) VALUES ($1, $2)
+         ON CONFLICT (tenant_id, day) DO UPDATE SET import_rows = u.import_rows
+         RETURNING import_rows",
+    )
+    .bind(tenant.0)
+    .bind(day)
+    .fetch_one(&mut *db)
+    .await?;
+    // The upsert above locked the row until commit: no other chunk can race this one.
+    let granted = want.min(limit - used).max(0);
+    if granted > 0 {
+        sqlx::query("UPDATE usage_daily SET import_rows = import_rows + $3 WHERE tenant_id = $1 AND day = $2")
+            .bind(tenant.0)
+            .bind(day)
+            .bind(granted)
+            .execute(&mut *db)
+            .await?;
+    }
+    Ok(granted)
+}

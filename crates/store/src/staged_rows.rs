@@ -1,0 +1,361 @@
+//! Staged rows: what an import received, normalized, with its errors and the
+//! reviewer's decision.
+//!
+//! Rows are written with `COPY` (the fastest way into Postgres), encoded by
+//! [`CopyRows`] away from the async runtime; the `(import_id, row_number)`
+//! unique key makes a row that a resumed run would stage twice an error
+//! instead of a duplicate.
+
+use crate::{Result, StoreError};
+use bizcontacts_domain::contact::{Contact, FieldError};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::{PgConnection, PgExecutor};
+use std::fmt::Write;
+use uuid::Uuid;
+
+/// One row ready to stage.
+pub struct StagedRow {
+    pub row_number: i32,
+    pub raw: Vec<String>,
+    pub contact: Contact,
+    pub errors: Vec<FieldError>,
+    pub fingerprint: [u8; 16],
+}
+
+const COPY_COLUMNS: &str = "id, import_id, row_number, status, raw, company_name, first_name, last_name,
+    email, phone, website, domain, address, city, postcode, region, country, segment, type, mcc, category,
+    errors, fingerprint";
+
+/// Rows encoded in COPY's text format, ready for [`copy`].
+pub struct CopyRows {
+    import_id: String,
+    buf: String,
+    /// Byte offset in `buf` where each row starts, so a prefix can be sent.
+    starts: Vec<usize>,
+    valid: Vec<bool>,
+}
+
+/// COPY text format: backslash escapes for the characters that end fields or lines.
+fn escape_into(out: &mut String, s: &str) {
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            // Postgres text cannot hold NUL; ingestion replaces it before here.
+            '\0' => out.push('\u{FFFD}'),
+            c => out.push(c),
+        }
+    }
+}
+
+impl CopyRows {
+    pub fn new(import_id: Uuid) -> Self {
+        Self {
+            import_id: import_id.to_string(),
+            buf: String::with_capacity(1 << 20),
+            starts: Vec::new(),
+            valid: Vec::new(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.starts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.starts.is_empty()
+    }
+
+    /// Rows among the first `n` that are valid.
+    pub fn valid_in_first(&self, n: usize) -> usize {
+        self.valid[..n].iter().filter(|v| **v).count()
+    }
+
+    pub fn push(&mut self, row: &StagedRow) {
+        self.starts.push(self.buf.len());
+        self.valid.push(row.errors.is_empty());
+        let b = &mut self.buf;
+        let _ = write!(b, "{}\t{}\t{}\t", Uuid::now_v7(), self.import_id, row.row_number);
+        b.push_str(if row.errors.is_empty() { "valid" } else { "invalid" });
+        b.push('\t');
+        // text[] literal: every element quoted, `"` and `\` escaped, then COPY-escaped.
+        let mut array = String::from("{");
+        for (i, v) in row.raw.iter().enumerate() {
+            if i > 0 {
+                array.push(',');
+            }
+            array.push('"');
+            for c in v.chars() {
+                if c == '"' || c == '\\' {
+                    array.push('\\');
+                }
+                array.push(c);
+            }
+            array.push('"');
+        }
+        array.push('}');
+        escape_into(b, &array);
+        let c = &row.contact;
+        let opt = |b: &mut String, v: Option<&str>| {
+            b.push('\t');
+            match v {
+                Some(v) => escape_into(b, v),
+                None => b.push_str("\\N"),
+            }
+        };
+        opt(b, c.company_name.as_deref());
+        opt(b, c.first_name.as_deref());
+        opt(b, c.last_name.as_deref());
+        opt(b, c.email.as_ref().map(|e| e.as_str()));
+        opt(b, c.phone.as_ref().map(|p| p.as_str()));
+        opt(b, c.website.as_ref().map(|w| w.url.as_str()));
+        opt(b, c.website.as_ref().map(|w| w.domain.as_str()));
+        opt(b, c.address.as_deref());
+        opt(b, c.city.as_deref());
+        opt(b, c.postcode.as_deref());
+        opt(b, c.region.as_deref());
+        opt(b, c.country.as_ref().map(|c| c.as_str()));
+        opt(b, c.segment.map(|s| s.as_str()));
+        opt(b, c.contact_type.map(|t| t.as_str()));
+        opt(b, c.mcc.as_ref().map(|m| m.as_str()));
+        opt(b, c.category());
+        let errors = (!row.errors.is_empty())
+            .then(|| serde_json::to_string(&row.errors).expect("errors serialize"));
+        opt(b, errors.as_deref());
+        b.push_str("\t\\\\x");
+        for byte in row.fingerprint {
+            let _ = write!(b, "{byte:02x}");
+        }
+        b.push('\n');
+    }
+
+    /// The encoded text of the first `n` rows.
+    fn prefix(&self, n: usize) -> &[u8] {
+        let end = self.starts.get(n).copied().unwrap_or(self.buf.len());
+        &self.buf.as_bytes()[..end]
+    }
+}
+
+/// Stage the first `n` rows of `rows`; returns how many were written.
+pub async fn copy(db: &mut PgConnection, rows: &CopyRows, n: usize) -> Result<u64> {
+    if n == 0 {
+        return Ok(0);
+    }
+    let mut copy = db
+        .copy_in_raw(&format!("COPY staged_rows ({COPY_COLUMNS}) FROM STDIN"))
+        .await?;
+    let data = rows.prefix(n);
+    // Sent in pieces: one COPY message must stay well under Postgres's 1 GB.
+    for piece in data.chunks(1 << 20) {
+        copy.send(piece).await?;
+    }
+    Ok(copy.finish().await?)
+}
+
+/// Flag rows that repeat an earlier row of the same batch exactly; returns
+/// how many. Runs once, after every row is staged.
+pub async fn flag_duplicates(db: impl PgExecutor<'_>, import_id: Uuid) -> Result<i64> {
+    let n = sqlx::query(
+        "UPDATE staged_rows s SET duplicate_of = d.first
+         FROM (SELECT id, row_number, min(row_number) OVER (PARTITION BY fingerprint) AS first
+               FROM staged_rows WHERE import_id = $1) d
+         WHERE s.id = d.id AND d.first <> d.row_number",
+    )
+    .bind(import_id)
+    .execute(db)
+    .await?
+    .rows_affected();
+    Ok(n as i64)
+}
+
+/// Remove what a cancelled run staged.
+pub async fn delete_all(db: impl PgExecutor<'_>, import_id: Uuid) -> Result<u64> {
+    Ok(sqlx::query("DELETE FROM staged_rows WHERE import_id = $1")
+        .bind(import_id)
+        .execute(db)
+        .await?
+        .rows_affected())
+}
+
+/// A staged row as reviewers see it.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Row {
+    pub id: Uuid,
+    pub row_number: i32,
+    pub status: String,
+    pub raw: Vec<String>,
+    pub company_name: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub website: Option<String>,
+    pub domain: Option<String>,
+    pub address: Option<String>,
+    pub city: Option<String>,
+    pub postcode: Option<String>,
+    pub region: Option<String>,
+    pub country: Option<String>,
+    pub segment: Option<String>,
+    #[sqlx(rename = "type")]
+    pub contact_type: Option<String>,
+    pub mcc: Option<String>,
+    pub category: Option<String>,
+    pub errors: Option<sqlx::types::Json<Vec<FieldError>>>,
+    pub duplicate_of: Option<i32>,
+    pub contact_id: Option<Uuid>,
+    pub decided_at: Option<DateTime<Utc>>,
+}
+
+/// Rows of a batch in row order, after the row `cursor`, optionally of one status.
+pub async fn list(
+    db: impl PgExecutor<'_>,
+    import_id: Uuid,
+    status: Option<&str>,
+    cursor: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<Row>> {
+    Ok(sqlx::query_as::<_, Row>(
+        "SELECT id, row_number, status, raw, company_name, first_name, last_name, email, phone,
+                website, domain, address, city, postcode, region, country, segment, type, mcc,
+                category, errors, duplicate_of, contact_id, decided_at
+         FROM staged_rows
+         WHERE import_id = $1 AND ($2::text IS NULL OR status = $2)
+           AND row_number > COALESCE((SELECT row_number FROM staged_rows
+                                      WHERE import_id = $1 AND id = $3), 0)
+         ORDER BY row_number LIMIT $4",
+    )
+    .bind(import_id)
+    .bind(status)
+    .bind(cursor)
+    .bind(limit)
+    .fetch_all(db)
+    .await?)
+}
+
+/// The errors of rows `after_row + 1 ..`, a page at a time, for errors.csv.
+pub async fn errors_page(
+    db: impl PgExecutor<'_>,
+    import_id: Uuid,
+    after_row: i32,
+    limit: i64,
+) -> Result<Vec<(i32, sqlx::types::Json<Vec<FieldError>>)>> {
+    Ok(sqlx::query_as(
+        "SELECT row_number, errors FROM staged_rows
+         WHERE import_id = $1 AND row_number > $2 AND errors IS NOT NULL
+         ORDER BY row_number LIMIT $3",
+    )
+    .bind(import_id)
+    .bind(after_row)
+    .bind(limit)
+    .fetch_all(db)
+    .await?)
+}
+
+/// Which rows a review approves.
+pub enum Approve {
+    None,
+    /// Every valid row that does not repeat an earlier row of the batch.
+    AllValid,
+    Rows(Vec<Uuid>),
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct ReviewOutcome {
+    pub approved: u64,
+    pub rejected: u64,
+}
+
+/// Apply a review decision to a staged batch. Every listed row must belong to
+/// it, invalid rows cannot be approved, and rows already in the corpus cannot
+/// change. All or nothing: the caller's transaction rolls back on error.
+pub async fn review(
+    db: &mut PgConnection,
+    import_id: Uuid,
+    approve: Approve,
+    reject: &[Uuid],
+    user: Option<Uuid>,
+) -> Result<ReviewOutcome> {
+    let listed: Vec<Uuid> = match &approve {
+        Approve::Rows(ids) => ids.iter().chain(reject).copied().collect(),
+        _ => reject.to_vec(),
+    };
+    let found: Vec<(Uuid, i32, String)> = sqlx::query_as(
+        "SELECT id, row_number, status FROM staged_rows WHERE import_id = $1 AND id = ANY($2) FOR UPDATE",
+    )
+    .bind(import_id)
+    .bind(&listed)
+    .fetch_all(&mut *db)
+    .await?;
+    if let Some(missing) = listed.iter().find(|id| !found.iter().any(|(f, _, _)| f == *id)) {
+        return Err(StoreError::Conflict(format!("row {missing} is not in this import")));
+    }
+    if let Some((_, n, _)) = found.iter().find(|(_, _, s)| s == "merged") {
+        return Err(StoreError::Conflict(format!(
+            "row {n} is already in the corpus and cannot change"
+        )));
+    }
+    let mut out = ReviewOutcome::default();
+    let approved_ids = match approve {
+        Approve::None => Vec::new(),
+        Approve::AllValid => {
+            out.approved = sqlx::query(
+                "UPDATE staged_rows SET status = 'approved', decided_by = $2, decided_at = now()
+                 WHERE import_id = $1 AND status = 'valid' AND duplicate_of IS NULL",
+            )
+            .bind(import_id)
+            .bind(user)
+            .execute(&mut *db)
+            .await?
+            .rows_affected();
+            Vec::new()
+        }
+        Approve::Rows(ids) => ids,
+    };
+    if let Some((_, n, _)) = found
+        .iter()
+        .find(|(id, _, s)| approved_ids.contains(id) && s == "invalid")
+    {
+        return Err(StoreError::Conflict(format!(
+            "row {n} has errors and cannot be approved"
+        )));
+    }
+    if !approved_ids.is_empty() {
+        out.approved += sqlx::query(
+            "UPDATE staged_rows SET status = 'approved', decided_by = $3, decided_at = now()
+             WHERE import_id = $1 AND id = ANY($2) AND errors IS NULL",
+        )
+        .bind(import_id)
+        .bind(&approved_ids)
+        .bind(user)
+        .execute(&mut *db)
+        .await?
+        .rows_affected();
+    }
+    if !reject.is_empty() {
+        out.rejected = sqlx::query(
+            "UPDATE staged_rows SET status = 'rejected', decided_by = $3, decided_at = now()
+             WHERE import_id = $1 AND id = ANY($2)",
+        )
+        .bind(import_id)
+        .bind(reject)
+        .bind(user)
+        .execute(&mut *db)
+        .await?
+        .rows_affected();
+    }
+    // Counters recounted, not incremented: a row can move between decisions.
+    sqlx::query(
+        "UPDATE imports SET
+             approved_rows = (SELECT count(*) FROM staged_rows WHERE import_id = $1 AND status = 'approved'),
+             rejected_rows = (SELECT count(*) FROM staged_rows WHERE import_id = $1 AND status = 'rejected')
+         WHERE id = $1",
+    )
+    .bind(import_id)
+    .execute(&mut *db)
+    .await?;
+    Ok(out)
+}
