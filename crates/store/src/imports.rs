@@ -168,7 +168,11 @@ pub async fn create(db: &mut PgConnection, new: NewImport) -> Result<Option<Impo
     row.map(TryInto::try_into).transpose()
 }
 
-pub async fn find_by_key(db: impl PgExecutor<'_>, tenant: TenantId, key: &str) -> Result<Option<Import>> {
+pub async fn find_by_key(
+    db: impl PgExecutor<'_>,
+    tenant: TenantId,
+    key: &str,
+) -> Result<Option<Import>> {
     sqlx::query_as::<_, ImportRow>(&format!(
         "SELECT {COLUMNS} FROM imports WHERE tenant_id = $1 AND idempotency_key = $2"
     ))
@@ -311,14 +315,12 @@ pub async fn finish(
     status: ImportStatus,
     message: Option<&str>,
 ) -> Result<()> {
-    sqlx::query(
-        "UPDATE imports SET status = $2, message = $3, finished_at = now() WHERE id = $1",
-    )
-    .bind(id)
-    .bind(status.as_str())
-    .bind(message)
-    .execute(&mut *db)
-    .await?;
+    sqlx::query("UPDATE imports SET status = $2, message = $3, finished_at = now() WHERE id = $1")
+        .bind(id)
+        .bind(status.as_str())
+        .bind(message)
+        .execute(&mut *db)
+        .await?;
     sqlx::query("DELETE FROM import_uploads WHERE import_id = $1")
         .bind(id)
         .execute(&mut *db)

@@ -78,8 +78,18 @@ impl CopyRows {
         self.starts.push(self.buf.len());
         self.valid.push(row.errors.is_empty());
         let b = &mut self.buf;
-        let _ = write!(b, "{}\t{}\t{}\t", Uuid::now_v7(), self.import_id, row.row_number);
-        b.push_str(if row.errors.is_empty() { "valid" } else { "invalid" });
+        let _ = write!(
+            b,
+            "{}\t{}\t{}\t",
+            Uuid::now_v7(),
+            self.import_id,
+            row.row_number
+        );
+        b.push_str(if row.errors.is_empty() {
+            "valid"
+        } else {
+            "invalid"
+        });
         b.push('\t');
         // text[] literal: every element quoted, `"` and `\` escaped, then COPY-escaped.
         let mut array = String::from("{");
@@ -290,8 +300,13 @@ pub async fn review(
     .bind(&listed)
     .fetch_all(&mut *db)
     .await?;
-    if let Some(missing) = listed.iter().find(|id| !found.iter().any(|(f, _, _)| f == *id)) {
-        return Err(StoreError::Conflict(format!("row {missing} is not in this import")));
+    if let Some(missing) = listed
+        .iter()
+        .find(|id| !found.iter().any(|(f, _, _)| f == *id))
+    {
+        return Err(StoreError::Conflict(format!(
+            "row {missing} is not in this import"
+        )));
     }
     if let Some((_, n, _)) = found.iter().find(|(_, _, s)| s == "merged") {
         return Err(StoreError::Conflict(format!(
