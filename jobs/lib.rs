@@ -2,10 +2,11 @@
 //! [`registry`], scheduled in [`schedules`].
 //!
 //! Every handler is idempotent and says in its doc comment what makes it so.
-//! Kinds of the product that have no handler yet (import, dedupe, crm_pull,
+//! Kinds of the product that have no handler yet (dedupe, crm_pull,
 //! crm_push, billing_reconcile arrive in later issues) are simply absent from
 //! the registry: submitting them is refused with a 422 naming the kind.
 
+mod import;
 mod quota_reset;
 #[cfg(feature = "test-kinds")]
 mod test_kinds;
@@ -13,11 +14,12 @@ mod test_kinds;
 use bizcontacts_queue::handler::Registry;
 use bizcontacts_queue::scheduler::Schedule;
 
+pub use import::ImportJob;
 pub use quota_reset::QuotaReset;
 
 /// Every kind this build can run.
 pub fn registry() -> Registry {
-    let registry = Registry::default().with(QuotaReset);
+    let registry = Registry::default().with(QuotaReset).with(ImportJob);
     #[cfg(feature = "test-kinds")]
     let registry = test_kinds::register(registry);
     registry

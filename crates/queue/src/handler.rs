@@ -80,6 +80,10 @@ impl RetryPolicy {
 pub enum Starter {
     /// A tenant caller holding this permission (`POST /jobs`).
     Tenant(Permission),
+    /// The intake, on behalf of a tenant caller holding this permission, as
+    /// part of a request of its own (an import upload, a review); never
+    /// through `POST /jobs`. Cancelling needs the same permission.
+    Intake(Permission),
     /// Only the platform (scheduler, admin).
     Platform,
 }

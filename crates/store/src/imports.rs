@@ -307,6 +307,16 @@ pub async fn advance(db: impl PgExecutor<'_>, id: Uuid, p: Progress) -> Result<(
     Ok(())
 }
 
+/// Record how many rows repeat an earlier row (see `staged_rows::flag_duplicates`).
+pub async fn set_duplicates(db: impl PgExecutor<'_>, id: Uuid, n: i32) -> Result<()> {
+    sqlx::query("UPDATE imports SET duplicate_rows = $2 WHERE id = $1")
+        .bind(id)
+        .bind(n)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
 /// Close a batch: staged (ready for review), failed or cancelled, with a
 /// message for the user. The upload is no longer needed either way.
 pub async fn finish(

@@ -154,6 +154,15 @@ async fn submit_job(
                 ),
             ))
         }
+        Starter::Intake(_) => {
+            return Err(ApiError::field(
+                "kind",
+                format!(
+                    "{} jobs start with the request they belong to (see /imports), not here",
+                    req.kind
+                ),
+            ))
+        }
     };
     scope.require(permission)?;
     let params = if req.params.is_null() {
@@ -331,7 +340,9 @@ async fn cancel_job(
         .get(tenant, job_id)
         .await
         .map_err(ledger_error)?;
-    if let Some(Starter::Tenant(p)) = state.registry.get(&job.kind).map(|h| h.starter()) {
+    if let Some(Starter::Tenant(p) | Starter::Intake(p)) =
+        state.registry.get(&job.kind).map(|h| h.starter())
+    {
         scope.require(p)?;
     }
     let job = state
