@@ -110,6 +110,8 @@ pub async fn app_state(
         passwords: passwords(settings)?,
         session_ttl: chrono::Duration::seconds(settings.auth.session_ttl_secs),
         json_body_limit: settings.http.json_body_limit_bytes,
+        upload_limit: settings.imports.max_upload_bytes,
+        api_import_max_rows: settings.imports.api_max_rows,
     }))
 }
 

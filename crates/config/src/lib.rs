@@ -47,6 +47,15 @@ pub struct Settings {
     pub demo: DemoSettings,
     pub jobs: JobSettings,
     pub worker: WorkerSettings,
+    pub imports: ImportSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ImportSettings {
+    /// Largest CSV upload (and API import body) accepted, in bytes.
+    pub max_upload_bytes: usize,
+    /// Most rows one `POST /imports` call may carry.
+    pub api_max_rows: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]

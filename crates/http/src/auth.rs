@@ -205,6 +205,19 @@ impl FromRequestParts<AppState> for Principal {
 /// A permission as a type, for [`TenantScope`] and [`SystemScope`].
 pub trait Requires: Send + Sync + 'static {
     const PERMISSION: Permission;
+    /// Another permission that suffices instead (reading what either role works on).
+    const OR: Option<Permission> = None;
+
+    fn allowed(held: &PermissionSet) -> bool {
+        held.contains(Self::PERMISSION) || Self::OR.is_some_and(|p| held.contains(p))
+    }
+
+    fn describe() -> String {
+        match Self::OR {
+            Some(or) => format!("{} or {or}", Self::PERMISSION),
+            None => Self::PERMISSION.to_string(),
+        }
+    }
 }
 
 /// One marker type per permission: `TenantScope<perm::KeysManage>`.
@@ -240,6 +253,14 @@ pub mod perm {
         AdminOperate,
         AdminQuarantine,
     );
+
+    /// Reading a tenant's imports: the importers who made them and the
+    /// reviewers who decide on them.
+    pub struct ImportsRead;
+    impl Requires for ImportsRead {
+        const PERMISSION: Permission = Permission::ImportsWrite;
+        const OR: Option<Permission> = Some(Permission::ImportsReview);
+    }
 }
 
 /// A request inside one tenant, by a principal holding `P` there.
@@ -328,10 +349,10 @@ impl<P: Requires> FromRequestParts<AppState> for TenantScope<P> {
         if access.tenant.status == TenantStatus::Suspended && !platform_admin {
             return Err(ApiError::Forbidden("the tenant is suspended".into()));
         }
-        if !permissions.contains(P::PERMISSION) {
+        if !P::allowed(&permissions) {
             return Err(ApiError::Forbidden(format!(
                 "this action requires the permission {}",
-                P::PERMISSION
+                P::describe()
             )));
         }
         Ok(TenantScope {

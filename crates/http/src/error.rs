@@ -141,6 +141,7 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound => ApiError::NotFound("resource"),
             StoreError::Conflict(msg) => ApiError::Conflict(msg),
+            StoreError::Invalid { field, reason } => ApiError::field(field, reason),
             StoreError::LimitReached { limit, max } => ApiError::LimitReached {
                 limit,
                 detail: format!("the package allows {max} {limit}; this request would exceed it"),

@@ -17,6 +17,7 @@ pub mod pagination;
 pub mod routes;
 pub mod state;
 
+use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -39,7 +40,7 @@ pub use state::{AppState as State, Inner as StateInner};
 #[openapi(
     info(title = "Business Contacts API", description = "Search a governed corpus of business contacts, stage imports for review, push approved leads to HighLevel."),
     modifiers(&BearerAuth),
-    tags((name = "identity"), (name = "usage"), (name = "admin"), (name = "operations"))
+    tags((name = "identity"), (name = "usage"), (name = "imports"), (name = "jobs"), (name = "admin"), (name = "operations"))
 )]
 struct ApiDoc;
 
@@ -60,11 +61,15 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
-/// Routes plus the OpenAPI document generated from them.
-pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+/// Routes plus the OpenAPI document generated from them: those with JSON
+/// bodies, and the upload routes, whose bodies may be far larger.
+pub fn api() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi) {
+    let (json, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(routes::router())
-        .split_for_parts()
+        .split_for_parts();
+    let (uploads, upload_doc) = routes::imports::upload_router().split_for_parts();
+    openapi.merge(upload_doc);
+    (json, uploads, openapi)
 }
 
 /// The whole application: routes, `/openapi.json`, and the layers every
@@ -73,14 +78,16 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 pub fn app(state: AppState) -> Router {
     // Install the recorder before the first request records anything.
     bizcontacts_telemetry::prometheus();
-    let (router, openapi) = api();
+    let (json, uploads, openapi) = api();
     let openapi = std::sync::Arc::new(openapi);
     let request_id = HeaderName::from_static(middleware::REQUEST_ID);
-    let body_limit = state.json_body_limit;
-    router
-        .route("/openapi.json", get(move || async move { Json(openapi.as_ref().clone()) }))
+    // Uploads stream and count their own bytes; DefaultBodyLimit bounds the
+    // extractors (multipart, API import JSON) on the same routes.
+    let uploads = uploads.layer(DefaultBodyLimit::max(state.upload_limit));
+    json.route("/openapi.json", get(move || async move { Json(openapi.as_ref().clone()) }))
         .fallback(|| async { StatusCode::NOT_FOUND.into_response() })
-        .layer(RequestBodyLimitLayer::new(body_limit))
+        .layer(RequestBodyLimitLayer::new(state.json_body_limit))
+        .merge(uploads)
         .layer(CatchPanicLayer::custom(middleware::panic_response))
         .layer(axum::middleware::from_fn(middleware::http_metrics))
         .layer(axum::middleware::from_fn(middleware::problem_responses))

@@ -22,6 +22,10 @@ pub struct Inner {
     pub session_ttl: chrono::Duration,
     /// Largest JSON body accepted.
     pub json_body_limit: usize,
+    /// Largest upload (CSV, API import) accepted.
+    pub upload_limit: usize,
+    /// Most rows in one API import.
+    pub api_import_max_rows: usize,
 }
 
 impl AppState {

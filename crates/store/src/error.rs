@@ -8,6 +8,10 @@ pub enum StoreError {
     NotFound,
     #[error("{0}")]
     Conflict(String),
+    /// The request names something that cannot be used this way (a row of
+    /// another batch, an invalid row to approve); `field` is the request's.
+    #[error("{field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
     /// A package limit would be exceeded; `limit` is its name in the packages table.
     #[error("package limit {limit} ({max}) reached")]
     LimitReached { limit: &'static str, max: i64 },

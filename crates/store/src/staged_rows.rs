@@ -74,17 +74,13 @@ impl CopyRows {
         self.valid[..n].iter().filter(|v| **v).count()
     }
 
-    pub fn push(&mut self, row: &StagedRow) {
+    /// Encode a row; returns the id it will have.
+    pub fn push(&mut self, row: &StagedRow) -> Uuid {
+        let id = Uuid::now_v7();
         self.starts.push(self.buf.len());
         self.valid.push(row.errors.is_empty());
         let b = &mut self.buf;
-        let _ = write!(
-            b,
-            "{}\t{}\t{}\t",
-            Uuid::now_v7(),
-            self.import_id,
-            row.row_number
-        );
+        let _ = write!(b, "{}\t{}\t{}\t", id, self.import_id, row.row_number);
         b.push_str(if row.errors.is_empty() {
             "valid"
         } else {
@@ -140,6 +136,7 @@ impl CopyRows {
             let _ = write!(b, "{byte:02x}");
         }
         b.push('\n');
+        id
     }
 
     /// The encoded text of the first `n` rows.
@@ -309,9 +306,10 @@ pub async fn review(
         )));
     }
     if let Some((_, n, _)) = found.iter().find(|(_, _, s)| s == "merged") {
-        return Err(StoreError::Conflict(format!(
-            "row {n} is already in the corpus and cannot change"
-        )));
+        return Err(StoreError::Invalid {
+            field: "rows",
+            reason: format!("row {n} is already in the corpus and cannot change"),
+        });
     }
     let mut out = ReviewOutcome::default();
     let approved_ids = match approve {
@@ -334,9 +332,10 @@ pub async fn review(
         .iter()
         .find(|(id, _, s)| approved_ids.contains(id) && s == "invalid")
     {
-        return Err(StoreError::Conflict(format!(
-            "row {n} has errors and cannot be approved"
-        )));
+        return Err(StoreError::Invalid {
+            field: "approve",
+            reason: format!("row {n} has errors and cannot be approved"),
+        });
     }
     if !approved_ids.is_empty() {
         out.approved += sqlx::query(

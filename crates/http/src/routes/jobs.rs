@@ -12,9 +12,11 @@ use axum::Json;
 use bizcontacts_queue::handler::Starter;
 use bizcontacts_queue::job::{Job, JobStatus, NewJob};
 use bizcontacts_queue::ledger::{JobFilter, LedgerError};
+use bizcontacts_store::tenants::Tenant;
 use bizcontacts_store::{packages, usage};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use sqlx::PgConnection;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
@@ -186,23 +188,8 @@ async fn submit_job(
             return Ok((StatusCode::OK, Json(JobView::from(existing))).into_response());
         }
     }
-    let limits = packages::get(&state.store.pool, scope.tenant.package).await?;
     let mut tx = state.store.pool.begin().await?;
-    let remaining = usage::consume_job(
-        &mut *tx,
-        tenant,
-        Utc::now().date_naive(),
-        limits.jobs_per_day,
-    )
-    .await?
-    .ok_or_else(|| ApiError::DailyLimit {
-        limit: "jobs_per_day",
-        max: limits.jobs_per_day,
-        detail: format!(
-            "the package allows {} jobs per day; the limit resets at 00:00 UTC",
-            limits.jobs_per_day
-        ),
-    })?;
+    let usage = charge_job(&state, &scope.tenant, &mut tx).await?;
     let new = NewJob {
         tenant_id: Some(tenant),
         kind: req.kind,
@@ -224,12 +211,52 @@ async fn submit_job(
     }
     tx.commit().await?;
     state.ledger.push(pending).await;
-    let mut res = (StatusCode::ACCEPTED, Json(JobView::from(enqueued.job))).into_response();
-    res.headers_mut()
-        .insert("x-usage-limit", HeaderValue::from(limits.jobs_per_day));
-    res.headers_mut()
-        .insert("x-usage-remaining", HeaderValue::from(remaining));
-    Ok(res)
+    Ok(usage.on((StatusCode::ACCEPTED, Json(JobView::from(enqueued.job))).into_response()))
+}
+
+/// What a call consumed of a daily limit, for the `X-Usage-*` headers.
+pub(crate) struct Usage {
+    limit: i32,
+    remaining: i32,
+}
+
+impl Usage {
+    pub(crate) fn on(&self, mut res: Response) -> Response {
+        res.headers_mut()
+            .insert("x-usage-limit", HeaderValue::from(self.limit));
+        res.headers_mut()
+            .insert("x-usage-remaining", HeaderValue::from(self.remaining));
+        res
+    }
+}
+
+/// Count one job against the tenant's jobs per day, in `tx` (so a request
+/// that fails costs nothing); a 429 once the day's jobs are used up.
+pub(crate) async fn charge_job(
+    state: &AppState,
+    tenant: &Tenant,
+    tx: &mut PgConnection,
+) -> Result<Usage, ApiError> {
+    let limits = packages::get(&state.store.pool, tenant.package).await?;
+    let remaining = usage::consume_job(
+        &mut *tx,
+        tenant.id,
+        Utc::now().date_naive(),
+        limits.jobs_per_day,
+    )
+    .await?
+    .ok_or_else(|| ApiError::DailyLimit {
+        limit: "jobs_per_day",
+        max: limits.jobs_per_day,
+        detail: format!(
+            "the package allows {} jobs per day; the limit resets at 00:00 UTC",
+            limits.jobs_per_day
+        ),
+    })?;
+    Ok(Usage {
+        limit: limits.jobs_per_day,
+        remaining,
+    })
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]

@@ -7,6 +7,8 @@ pub mod admin;
 pub mod admin_jobs;
 pub mod api_keys;
 pub mod health;
+pub mod import_review;
+pub mod imports;
 pub mod jobs;
 pub mod members;
 pub mod session;
@@ -22,4 +24,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(admin::router())
         .merge(jobs::router())
         .merge(admin_jobs::router())
+        .merge(imports::router())
+        .merge(import_review::router())
 }

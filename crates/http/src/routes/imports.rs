@@ -1,0 +1,531 @@
+//! Imports in: CSV upload, API import, manual entry.
+//!
+//! Uploads stream into Postgres a chunk at a time inside the transaction that
+//! creates the batch and its `import` job, so a failed or oversized upload
+//! leaves nothing behind and no request ever holds a whole file. The encoding
+//! is decided while the bytes pass, and binary files are refused here.
+
+use crate::auth::{perm, TenantScope};
+use crate::error::{ApiError, Problem};
+use crate::extract::{ApiJson, Created};
+use crate::routes::jobs::{charge_job, idempotency_key, ledger_error};
+use crate::state::AppState;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Multipart, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use bizcontacts_domain::contact::FieldError;
+use bizcontacts_ingest::{Layout, Sniffer, Stager};
+use bizcontacts_queue::job::NewJob;
+use bizcontacts_store::imports::{
+    self, Encoding, Import, ImportStatus, NewImport, Progress, Source, CHUNK_BYTES,
+};
+use bizcontacts_store::staged_rows::{self, CopyRows};
+use bizcontacts_store::{packages, usage};
+use chrono::Utc;
+use futures::{Stream, StreamExt};
+use serde::{Deserialize, Serialize};
+use sqlx::PgConnection;
+use utoipa_axum::{router::OpenApiRouter, routes};
+use uuid::Uuid;
+
+/// Routes whose bodies may be as large as an upload (see `app`).
+pub fn upload_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(upload_csv))
+        .routes(routes!(api_import))
+}
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(manual_entry))
+}
+
+/// A batch was accepted; its job stages the rows.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Accepted {
+    import_id: Uuid,
+    job_id: Option<Uuid>,
+}
+
+fn accepted(import: &Import, status: StatusCode) -> Response {
+    (
+        status,
+        Json(Accepted {
+            import_id: import.id,
+            job_id: import.job_id,
+        }),
+    )
+        .into_response()
+}
+
+/// Upload a CSV file: the raw body (`text/csv`) or the multipart field `file`.
+/// The same `Idempotency-Key` returns the same batch without reading the body.
+#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/imports/csv", tag = "imports", security(("bearer" = [])),
+    params(("tenant_id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header)),
+    request_body(content_type = "text/csv", content = String),
+    responses((status = 202, body = Accepted), (status = 200, body = Accepted, description = "idempotent replay"),
+        (status = 413, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem), (status = 429, body = Problem)))]
+#[tracing::instrument(skip_all, fields(tenant_id = %scope.tenant_id()))]
+async fn upload_csv(
+    State(state): State<AppState>,
+    scope: TenantScope<perm::ImportsWrite>,
+    headers: HeaderMap,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let key = idempotency_key(&headers)?;
+    if let Some(done) = replay(&state, &scope, key.as_deref()).await? {
+        return Ok(done);
+    }
+    check_declared_size(&headers, state.upload_limit)?;
+    let media = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    match media.as_str() {
+        "multipart/form-data" => {
+            let mut form = Multipart::from_request(request, &state)
+                .await
+                .map_err(|e| ApiError::BadRequest(e.body_text()))?;
+            while let Some(field) = form.next_field().await.map_err(multipart_error)? {
+                if field.name() == Some("file") {
+                    let filename = field.file_name().map(str::to_string);
+                    let body = field.map(|r| r.map_err(multipart_error));
+                    return create_batch(&state, &scope, Source::Csv, filename, key, body).await;
+                }
+            }
+            Err(ApiError::field(
+                "file",
+                "is required: send the CSV in a multipart field named file",
+            ))
+        }
+        "text/csv" | "application/csv" | "text/plain" | "application/octet-stream" => {
+            let body = request.into_body().into_data_stream().map(|r| {
+                r.map_err(|e| ApiError::BadRequest(format!("the upload was interrupted: {e}")))
+            });
+            create_batch(&state, &scope, Source::Csv, None, key, body).await
+        }
+        _ => Err(ApiError::UnsupportedMediaType(
+            "send the file as text/csv, or as multipart/form-data with a field named file".into(),
+        )),
+    }
+}
+
+fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::PayloadTooLarge("the upload is larger than the limit".into())
+    } else {
+        ApiError::BadRequest(format!("malformed multipart body: {}", e.body_text()))
+    }
+}
+
+fn too_large(limit: usize) -> ApiError {
+    ApiError::PayloadTooLarge(format!(
+        "the upload is larger than the limit of {limit} bytes; split the file"
+    ))
+}
+
+/// Refuse at once what says it is too large, before reading a byte.
+fn check_declared_size(headers: &HeaderMap, limit: usize) -> Result<(), ApiError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(n) if n > limit as u64 => Err(too_large(limit)),
+        _ => Ok(()),
+    }
+}
+
+/// The batch an earlier request with this key created.
+async fn replay(
+    state: &AppState,
+    scope: &TenantScope<perm::ImportsWrite>,
+    key: Option<&str>,
+) -> Result<Option<Response>, ApiError> {
+    let Some(key) = key else { return Ok(None) };
+    Ok(
+        imports::find_by_key(&state.store.pool, scope.tenant_id(), key)
+            .await?
+            .map(|import| accepted(&import, StatusCode::OK)),
+    )
+}
+
+/// A 429 up front when the day's import rows are already used up: the upload
+/// would only produce a batch with nothing staged.
+async fn check_rows_left(
+    state: &AppState,
+    scope: &TenantScope<perm::ImportsWrite>,
+) -> Result<i32, ApiError> {
+    let limits = packages::get(&state.store.pool, scope.tenant.package).await?;
+    let used = usage::get(
+        &state.store.pool,
+        scope.tenant_id(),
+        Utc::now().date_naive(),
+    )
+    .await?;
+    let left = limits.import_rows_per_day - used.import_rows;
+    if left <= 0 {
+        return Err(ApiError::DailyLimit {
+            limit: "import_rows_per_day",
+            max: limits.import_rows_per_day,
+            detail: format!(
+                "the package allows {} import rows per day; the limit resets at 00:00 UTC",
+                limits.import_rows_per_day
+            ),
+        });
+    }
+    Ok(left)
+}
+
+/// Create the batch, store the upload, enqueue its job; all or nothing.
+async fn create_batch(
+    state: &AppState,
+    scope: &TenantScope<perm::ImportsWrite>,
+    source: Source,
+    filename: Option<String>,
+    key: Option<String>,
+    body: impl Stream<Item = Result<Bytes, ApiError>>,
+) -> Result<Response, ApiError> {
+    check_rows_left(state, scope).await?;
+    let mut tx = state.store.pool.begin().await?;
+    let usage = charge_job(state, &scope.tenant, &mut tx).await?;
+    let new = NewImport {
+        tenant_id: scope.tenant_id(),
+        source,
+        status: ImportStatus::Queued,
+        idempotency_key: key.clone(),
+        filename,
+        created_by: Some(scope.principal.user_id),
+    };
+    let Some(import) = imports::create(&mut tx, new).await? else {
+        // Raced with a request carrying the same key: that one's batch stands.
+        tx.rollback().await?;
+        return replay(state, scope, key.as_deref())
+            .await?
+            .ok_or_else(|| ApiError::Conflict("idempotency key raced with a delete".into()));
+    };
+    let (size, encoding) = store_upload(&mut tx, import.id, body, state.upload_limit).await?;
+    let job = NewJob {
+        tenant_id: Some(scope.tenant_id()),
+        kind: "import".into(),
+        params: serde_json::json!({ "import_id": import.id }),
+        idempotency_key: None,
+        max_attempts: state
+            .registry
+            .get("import")
+            .map(|h| h.retry().max_attempts)
+            .ok_or_else(|| {
+                ApiError::Internal(anyhow::anyhow!("no import handler in this build"))
+            })?,
+        run_after: None,
+        created_by: Some(scope.principal.user_id.0),
+    };
+    let (enqueued, pending) = state
+        .ledger
+        .enqueue(&mut tx, job)
+        .await
+        .map_err(ledger_error)?;
+    imports::set_upload(&mut *tx, import.id, size, encoding, Some(enqueued.job.id)).await?;
+    tx.commit().await?;
+    state.ledger.push(pending).await;
+    tracing::info!(import_id = %import.id, bytes = size, encoding = encoding.as_str(), "import accepted");
+    let body = Accepted {
+        import_id: import.id,
+        job_id: Some(enqueued.job.id),
+    };
+    Ok(usage.on((StatusCode::ACCEPTED, Json(body)).into_response()))
+}
+
+/// Write the body to the batch's upload in chunks, deciding its encoding.
+async fn store_upload(
+    tx: &mut PgConnection,
+    import_id: Uuid,
+    body: impl Stream<Item = Result<Bytes, ApiError>>,
+    limit: usize,
+) -> Result<(i64, Encoding), ApiError> {
+    let mut body = std::pin::pin!(body);
+    let mut sniffer = Sniffer::default();
+    let mut pending: Vec<u8> = Vec::with_capacity(CHUNK_BYTES);
+    let (mut total, mut seq) = (0usize, 0i32);
+    while let Some(piece) = body.next().await {
+        let piece = piece?;
+        total += piece.len();
+        if total > limit {
+            return Err(too_large(limit));
+        }
+        sniffer.push(&piece);
+        let mut rest = &piece[..];
+        while !rest.is_empty() {
+            let take = rest.len().min(CHUNK_BYTES - pending.len());
+            pending.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+            if pending.len() == CHUNK_BYTES {
+                imports::append_chunk(&mut *tx, import_id, seq, &pending).await?;
+                pending.clear();
+                seq += 1;
+            }
+        }
+    }
+    if !pending.is_empty() {
+        imports::append_chunk(&mut *tx, import_id, seq, &pending).await?;
+    }
+    let encoding = sniffer.finish().map_err(|e| ApiError::field("file", e.0))?;
+    Ok((total as i64, encoding))
+}
+
+/// One row of an API import or a manual entry: field name to value.
+type JsonRow = serde_json::Map<String, serde_json::Value>;
+
+/// A value as text; objects and arrays are not contact values.
+fn cell(value: &serde_json::Value) -> Option<String> {
+    use serde_json::Value;
+    match value {
+        Value::Null => Some(String::new()),
+        Value::String(s) => Some(s.clone()),
+        // Numbers keep their JSON spelling: an MCC sent as 742 is reported as "742".
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Array(_) | Value::Object(_) => None,
+    }
+}
+
+/// Columns in order of first appearance, and each row's values under them.
+fn to_table(rows: &[JsonRow], path: &str) -> Result<(Vec<String>, Vec<Vec<String>>), ApiError> {
+    let mut columns: Vec<String> = Vec::new();
+    for row in rows {
+        for k in row.keys() {
+            if !columns.contains(k) {
+                columns.push(k.clone());
+            }
+        }
+    }
+    if columns.len() > 200 {
+        return Err(ApiError::field(
+            path,
+            "rows may use at most 200 distinct fields",
+        ));
+    }
+    let mut errors = Vec::new();
+    let table = rows
+        .iter()
+        .enumerate()
+        .map(|(i, row)| {
+            columns
+                .iter()
+                .map(|c| match row.get(c).map(cell) {
+                    None => String::new(),
+                    Some(Some(v)) => v,
+                    Some(None) => {
+                        errors.push(crate::error::FieldError::new(
+                            if path.is_empty() {
+                                c.clone()
+                            } else {
+                                format!("{path}[{i}].{c}")
+                            },
+                            "must be a string, number, boolean or null",
+                        ));
+                        String::new()
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    if !errors.is_empty() {
+        errors.truncate(20);
+        return Err(ApiError::Validation(errors));
+    }
+    Ok((columns, table))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApiImport {
+    /// Contacts as objects of field name to value (`company_name`, `email`,
+    /// ...; the same names and synonyms as CSV headers). Other fields are kept
+    /// as extra data.
+    #[schema(value_type = Vec<Object>)]
+    rows: Vec<JsonRow>,
+}
+
+/// Import rows sent as JSON; they are staged by an `import` job exactly like
+/// the rows of a CSV file.
+#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/imports", tag = "imports", security(("bearer" = [])),
+    params(("tenant_id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header)), request_body = ApiImport,
+    responses((status = 202, body = Accepted), (status = 200, body = Accepted, description = "idempotent replay"),
+        (status = 413, body = Problem), (status = 422, body = Problem), (status = 429, body = Problem)))]
+#[tracing::instrument(skip_all, fields(tenant_id = %scope.tenant_id()))]
+async fn api_import(
+    State(state): State<AppState>,
+    scope: TenantScope<perm::ImportsWrite>,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<ApiImport>,
+) -> Result<Response, ApiError> {
+    let key = idempotency_key(&headers)?;
+    if let Some(done) = replay(&state, &scope, key.as_deref()).await? {
+        return Ok(done);
+    }
+    let max = state.api_import_max_rows;
+    if req.rows.is_empty() || req.rows.len() > max {
+        return Err(ApiError::field(
+            "rows",
+            format!("must hold 1 to {max} rows (got {}); send larger sets as several imports or a CSV upload", req.rows.len()),
+        ));
+    }
+    let (columns, table) = to_table(&req.rows, "rows")?;
+    // The rows become a CSV upload, so one reader and one job serve both paths.
+    let mut csv = csv::Writer::from_writer(Vec::new());
+    let write = |w: &mut csv::Writer<Vec<u8>>| -> csv::Result<()> {
+        w.write_record(&columns)?;
+        for row in &table {
+            w.write_record(row)?;
+        }
+        w.flush()?;
+        Ok(())
+    };
+    write(&mut csv).map_err(|e| ApiError::Internal(e.into()))?;
+    let bytes = csv
+        .into_inner()
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("{e}")))?;
+    let pieces: Vec<Result<Bytes, ApiError>> = bytes
+        .chunks(CHUNK_BYTES)
+        .map(|c| Ok(Bytes::copy_from_slice(c)))
+        .collect();
+    create_batch(
+        &state,
+        &scope,
+        Source::Api,
+        None,
+        key,
+        futures::stream::iter(pieces),
+    )
+    .await
+}
+
+/// A manually entered contact, validated at once.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ManualEntry {
+    import_id: Uuid,
+    row_id: Uuid,
+    /// `valid` or `invalid`.
+    status: &'static str,
+    errors: Vec<FieldError>,
+}
+
+/// Enter one contact by hand. It is validated synchronously and staged for
+/// review in a batch of its own; errors come back in the 201, not as a 4xx,
+/// because the row is staged either way.
+#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/imports/manual", tag = "imports", security(("bearer" = [])),
+    params(("tenant_id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header)),
+    request_body(content = Object, description = "field name to value, as in an API import row"),
+    responses((status = 201, body = ManualEntry), (status = 200, body = ManualEntry, description = "idempotent replay"),
+        (status = 422, body = Problem), (status = 429, body = Problem)))]
+#[tracing::instrument(skip_all, fields(tenant_id = %scope.tenant_id()))]
+async fn manual_entry(
+    State(state): State<AppState>,
+    scope: TenantScope<perm::ImportsWrite>,
+    headers: HeaderMap,
+    ApiJson(row): ApiJson<JsonRow>,
+) -> Result<Response, ApiError> {
+    let key = idempotency_key(&headers)?;
+    if let Some(k) = &key {
+        if let Some(import) = imports::find_by_key(&state.store.pool, scope.tenant_id(), k).await? {
+            let rows = staged_rows::list(&state.store.pool, import.id, None, None, 1).await?;
+            let first = rows
+                .first()
+                .ok_or_else(|| ApiError::Conflict("the key names a batch with no row".into()))?;
+            let errors = first
+                .errors
+                .as_ref()
+                .map(|e| e.0.clone())
+                .unwrap_or_default();
+            return Ok((
+                StatusCode::OK,
+                Json(manual_view(import.id, first.id, errors)),
+            )
+                .into_response());
+        }
+    }
+    let (columns, table) = to_table(std::slice::from_ref(&row), "")?;
+    let layout = Layout::from_header(b',', columns.iter().map(String::as_str)).map_err(|_| {
+        ApiError::field(
+            "body",
+            "names no contact field; use company_name, email, phone, website, ...",
+        )
+    })?;
+    let staged = Stager::new(&layout).stage(1, &csv::StringRecord::from(table[0].clone()));
+    let errors = staged.errors.clone();
+    let limits = packages::get(&state.store.pool, scope.tenant.package).await?;
+
+    let mut tx = state.store.pool.begin().await?;
+    let new = NewImport {
+        tenant_id: scope.tenant_id(),
+        source: Source::Manual,
+        status: ImportStatus::Processing,
+        idempotency_key: key,
+        filename: None,
+        created_by: Some(scope.principal.user_id),
+    };
+    let import = imports::create(&mut tx, new).await?.ok_or_else(|| {
+        ApiError::Conflict("a request with this Idempotency-Key is in progress".into())
+    })?;
+    let granted = usage::consume_import_rows(
+        &mut tx,
+        scope.tenant_id(),
+        Utc::now().date_naive(),
+        1,
+        limits.import_rows_per_day,
+    )
+    .await?;
+    if granted == 0 {
+        return Err(ApiError::DailyLimit {
+            limit: "import_rows_per_day",
+            max: limits.import_rows_per_day,
+            detail: format!(
+                "the package allows {} import rows per day; the limit resets at 00:00 UTC",
+                limits.import_rows_per_day
+            ),
+        });
+    }
+    imports::set_layout(
+        &mut *tx,
+        import.id,
+        ",",
+        &layout.header,
+        &layout.mapping_names(),
+    )
+    .await?;
+    let mut rows = CopyRows::new(import.id);
+    let row_id = rows.push(&staged);
+    staged_rows::copy(&mut tx, &rows, 1).await?;
+    let valid = errors.is_empty() as i32;
+    imports::advance(
+        &mut *tx,
+        import.id,
+        Progress {
+            last_row: 1,
+            valid,
+            invalid: 1 - valid,
+            not_staged: 0,
+        },
+    )
+    .await?;
+    imports::finish(&mut tx, import.id, ImportStatus::Staged, None).await?;
+    tx.commit().await?;
+    Ok(Created(manual_view(import.id, row_id, errors)).into_response())
+}
+
+fn manual_view(import_id: Uuid, row_id: Uuid, errors: Vec<FieldError>) -> ManualEntry {
+    ManualEntry {
+        import_id,
+        row_id,
+        status: if errors.is_empty() {
+            "valid"
+        } else {
+            "invalid"
+        },
+        errors,
+    }
+}
