@@ -501,8 +501,14 @@ pub async fn wait_ready(url: &str) {
 impl TestApp {
     /// Like `spawn`, over a given (possibly unmigrated) database.
     pub async fn spawn_on(db: TestDb) -> Self {
+        Self::spawn_with(db, |_| {}).await
+    }
+
+    /// Like `spawn_on`, with settings changed first (a small upload limit, say).
+    pub async fn spawn_with(db: TestDb, change: impl FnOnce(&mut Settings)) -> Self {
         let redis = TestRedis::new();
-        let settings = test_settings(&db, &redis);
+        let mut settings = test_settings(&db, &redis);
+        change(&mut settings);
         let store = runtime::store(&settings).await.unwrap();
         let state = runtime::app_state(&settings, store.clone()).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -10,6 +10,7 @@ mod bad_input;
 mod cli;
 mod http_basics;
 mod identity;
+mod imports;
 mod jobs;
 mod jobs_processes;
 mod permission_matrix;

@@ -301,9 +301,10 @@ pub async fn review(
         .iter()
         .find(|id| !found.iter().any(|(f, _, _)| f == *id))
     {
-        return Err(StoreError::Conflict(format!(
-            "row {missing} is not in this import"
-        )));
+        return Err(StoreError::Invalid {
+            field: "rows",
+            reason: format!("row {missing} is not in this import"),
+        });
     }
     if let Some((_, n, _)) = found.iter().find(|(_, _, s)| s == "merged") {
         return Err(StoreError::Invalid {
