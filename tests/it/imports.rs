@@ -642,11 +642,6 @@ async fn review_approves_valid_rows_only_and_is_audited() {
     .await
     .unwrap();
     assert_eq!(audited, 1);
-
-    // A batch still being staged cannot be reviewed.
-    let pending = t.accepted("company,email\nLater,l@later.example\n").await;
-    drop(_worker);
-    let _ = pending;
 }
 
 #[tokio::test]
@@ -683,4 +678,108 @@ async fn another_tenants_imports_are_not_found() {
         .await
         .unwrap();
     problem(res, 404).await;
+}
+
+/// A file long enough that a worker can be killed in the middle of it.
+fn long_csv(rows: usize) -> String {
+    let mut csv = String::from("company,email,phone,country,mcc\n");
+    for i in 0..rows {
+        csv.push_str(&format!(
+            "Company {i},c{i}@example.com,+1 415 555 {:04},US,5411\n",
+            i % 10_000
+        ));
+    }
+    csv
+}
+
+#[tokio::test]
+async fn a_worker_killed_mid_file_resumes_from_its_checkpoint() {
+    let t = Imports::new(PackageName::Enterprise).await;
+    const ROWS: i64 = 100_000;
+    let id = t.accepted(long_csv(ROWS as usize)).await;
+    let rows_done = || async {
+        sqlx::query_scalar::<_, i32>("SELECT rows_done FROM imports WHERE id = $1::uuid")
+            .bind(&id)
+            .fetch_one(&t.app.store.pool)
+            .await
+            .unwrap() as i64
+    };
+    let mut first = t.app.spawn_worker_process();
+    wait_until(60, "a first checkpoint", || async { rows_done().await > 0 }).await;
+    first.start_kill().unwrap(); // SIGKILL, mid-file
+    first.wait().await.unwrap();
+    let at_kill = rows_done().await;
+    assert!(
+        at_kill < ROWS,
+        "the worker died before the end of the file ({at_kill} rows)"
+    );
+    let staged_at_kill = t.app.count("staged_rows").await;
+    assert_eq!(
+        staged_at_kill, at_kill,
+        "checkpoint and staged rows commit together"
+    );
+
+    let _second = t.app.spawn_worker_process();
+    let view = t.finished(&id).await;
+    assert_eq!(view["status"], "staged", "{view}");
+    assert_eq!(view["counts"]["total"], ROWS);
+    assert_eq!(view["counts"]["valid"], ROWS);
+    let (n, distinct, max): (i64, i64, i32) = sqlx::query_as(
+        "SELECT count(*), count(DISTINCT row_number), max(row_number) FROM staged_rows WHERE import_id = $1::uuid",
+    )
+    .bind(&id)
+    .fetch_one(&t.app.store.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        (n, distinct, max as i64),
+        (ROWS, ROWS, ROWS),
+        "every row staged once"
+    );
+    let used: i32 = sqlx::query_scalar("SELECT import_rows FROM usage_daily WHERE tenant_id = $1")
+        .bind(t.tenant.0)
+        .fetch_one(&t.app.store.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        used as i64, ROWS,
+        "the resumed run did not charge rows twice"
+    );
+    let attempts: i32 = sqlx::query_scalar("SELECT attempts FROM jobs WHERE id = $1::uuid")
+        .bind(view["job_id"].as_str().unwrap())
+        .fetch_one(&t.app.store.pool)
+        .await
+        .unwrap();
+    assert_eq!(attempts, 2);
+}
+
+#[tokio::test]
+async fn cancelling_an_import_mid_file_unstages_what_it_staged() {
+    let t = Imports::new(PackageName::Enterprise).await;
+    let res = t.upload(long_csv(100_000)).await;
+    let accepted: Value = res.json().await.unwrap();
+    let id = accepted["import_id"].as_str().unwrap().to_string();
+    let _worker = t.app.worker().await;
+    wait_until(60, "staging under way", || async {
+        t.app.count("staged_rows").await > 0
+    })
+    .await;
+    let job = accepted["job_id"].as_str().unwrap();
+    let res = t
+        .app
+        .post(
+            &format!("/v1/tenants/{}/jobs/{job}/cancel", t.tenant),
+            &t.importer.token,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let view = t.finished(&id).await;
+    assert_eq!(view["status"], "cancelled", "{view}");
+    wait_until(30, "rows removed", || async {
+        t.app.count("staged_rows").await == 0
+    })
+    .await;
+    problem(t.review(&id, json!({ "approve": "all_valid" })).await, 409).await;
 }
