@@ -58,6 +58,13 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
+    /// A generated CSV (5% invalid rows) from upload to all rows staged, beside
+    /// a plain COPY of the same file; reports rows/s and the worker's peak memory.
+    Import {
+        /// Rows in the generated file.
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: usize,
+    },
 }
 
 #[derive(Subcommand, Debug)]

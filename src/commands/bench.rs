@@ -1,4 +1,5 @@
-//! `bench jobs`: the job platform measured end to end.
+//! `bench jobs`: the job platform measured end to end (`bench import`
+//! lives in `bench_import.rs`).
 //!
 //! A scratch database (`<database>_bench`, recreated) and a fresh Redis prefix,
 //! so nothing of a real deployment is touched. Worker processes are this same
@@ -21,13 +22,45 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub async fn run(settings: &Settings, cmd: BenchCommand) -> anyhow::Result<()> {
-    let BenchCommand::Jobs {
-        jobs,
-        workers,
-        concurrency,
-        rate,
-        seconds,
-    } = cmd;
+    match cmd {
+        BenchCommand::Jobs {
+            jobs,
+            workers,
+            concurrency,
+            rate,
+            seconds,
+        } => run_jobs(settings, jobs, workers, concurrency, rate, seconds).await,
+        BenchCommand::Import { rows } => super::bench_import::run(settings, rows).await,
+    }
+}
+
+/// A worker process of this binary against the scratch database and prefix.
+pub(crate) fn spawn_worker(
+    url: &str,
+    prefix: &str,
+    concurrency: Option<usize>,
+) -> anyhow::Result<tokio::process::Child> {
+    let mut cmd = tokio::process::Command::new(std::env::current_exe()?);
+    cmd.arg("worker")
+        .env("DATABASE_URL", url)
+        .env("BIZCONTACTS__REDIS__KEY_PREFIX", prefix)
+        .env("BIZCONTACTS__WORKER__HTTP_ADDR", "127.0.0.1:0")
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true);
+    if let Some(c) = concurrency {
+        cmd.env("BIZCONTACTS__JOBS__DEFAULT_CONCURRENCY", c.to_string());
+    }
+    cmd.spawn().context("starting a worker process")
+}
+
+async fn run_jobs(
+    settings: &Settings,
+    jobs: usize,
+    workers: usize,
+    concurrency: usize,
+    rate: u64,
+    seconds: u64,
+) -> anyhow::Result<()> {
     let mut settings = settings.clone();
     let url = bench_database(&settings).await?;
     settings.database.url = url.clone().into();
@@ -40,21 +73,11 @@ pub async fn run(settings: &Settings, cmd: BenchCommand) -> anyhow::Result<()> {
 
     let mut children = Vec::new();
     for _ in 0..workers {
-        children.push(
-            tokio::process::Command::new(std::env::current_exe()?)
-                .arg("worker")
-                .env("DATABASE_URL", &url)
-                .env("BIZCONTACTS__REDIS__KEY_PREFIX", &settings.redis.key_prefix)
-                .env("BIZCONTACTS__WORKER__HTTP_ADDR", "127.0.0.1:0")
-                .env(
-                    "BIZCONTACTS__JOBS__DEFAULT_CONCURRENCY",
-                    concurrency.to_string(),
-                )
-                .env("RUST_LOG", "warn")
-                .kill_on_drop(true)
-                .spawn()
-                .context("starting a worker process")?,
-        );
+        children.push(spawn_worker(
+            &url,
+            &settings.redis.key_prefix,
+            Some(concurrency),
+        )?);
     }
     // Let the workers register before timing starts.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -178,7 +201,7 @@ async fn wait_all_succeeded(store: &Store, n: i64, limit: Duration) -> anyhow::R
 }
 
 /// `<database>_bench`, dropped and created afresh.
-async fn bench_database(settings: &Settings) -> anyhow::Result<String> {
+pub(crate) async fn bench_database(settings: &Settings) -> anyhow::Result<String> {
     let base = settings.database.url.expose_secret().to_string();
     let (server, name) = base
         .rsplit_once('/')
@@ -195,7 +218,7 @@ async fn bench_database(settings: &Settings) -> anyhow::Result<String> {
     Ok(bench)
 }
 
-async fn cleanup_redis(redis: &bizcontacts_queue::Redis) {
+pub(crate) async fn cleanup_redis(redis: &bizcontacts_queue::Redis) {
     let mut conn = redis.conn();
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg(format!("{}:*", redis.prefix()))

@@ -3,6 +3,8 @@
 mod admin;
 #[cfg(feature = "bench")]
 mod bench;
+#[cfg(feature = "bench")]
+mod bench_import;
 mod dev;
 mod serve;
 mod work;
