@@ -18,14 +18,13 @@ fn counts_per_line(sample: &str, delimiter: u8) -> Vec<usize> {
         match *b {
             b'"' => quoted = !quoted,
             b if b == delimiter && !quoted => count += 1,
+            // CRLF ends one line, not two: its LF is skipped.
+            b'\n' if i > 0 && bytes[i - 1] == b'\r' => {}
             b'\n' | b'\r' if !quoted => {
-                // CRLF ends one line, not two.
-                if !(*b == b'\n' && i > 0 && bytes[i - 1] == b'\r') {
-                    lines.push(count);
-                    count = 0;
-                    if lines.len() == SAMPLE_LINES {
-                        return lines;
-                    }
+                lines.push(count);
+                count = 0;
+                if lines.len() == SAMPLE_LINES {
+                    return lines;
                 }
             }
             _ => {}

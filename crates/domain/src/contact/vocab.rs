@@ -30,7 +30,7 @@ pub fn parse_word<T: std::str::FromStr<Err = ParseError>>(raw: &str) -> Result<T
     let word: String = raw
         .trim()
         .to_lowercase()
-        .split(|c: char| c == ' ' || c == '-' || c == '_')
+        .split([' ', '-', '_'])
         .filter(|w| !w.is_empty())
         .collect::<Vec<_>>()
         .join("_");
