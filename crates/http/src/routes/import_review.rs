@@ -4,6 +4,7 @@ use crate::auth::{perm, TenantScope};
 use crate::error::{ApiError, Problem};
 use crate::extract::{ApiJson, ApiQuery, RequestId};
 use crate::pagination::{Page, PageParams};
+use crate::routes::imports::enqueue_batch_job;
 use crate::routes::jobs::ledger_error;
 use crate::state::AppState;
 use axum::body::{Body, Bytes};
@@ -12,7 +13,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bizcontacts_domain::contact::FieldError;
-use bizcontacts_queue::job::{JobStatus, NewJob};
+use bizcontacts_queue::job::JobStatus;
 use bizcontacts_store::audit;
 use bizcontacts_store::imports::{self, Counts, Import, ImportStatus};
 use bizcontacts_store::staged_rows::{self, Approve};
@@ -472,21 +473,16 @@ async fn review(
         .filter(|_| outcome.approved > 0);
     let (job_id, pending) = match dedupe {
         Some(handler) => {
-            let job = NewJob {
-                tenant_id: Some(scope.tenant_id()),
-                kind: "dedupe".into(),
-                params: json!({ "import_id": import.id }),
-                idempotency_key: None,
-                max_attempts: handler.retry().max_attempts,
-                run_after: None,
-                created_by: Some(scope.principal.user_id.0),
-            };
-            let (enqueued, pending) = state
-                .ledger
-                .enqueue(&mut tx, job)
-                .await
-                .map_err(ledger_error)?;
-            (Some(enqueued.job.id), Some(pending))
+            let (id, pending) = enqueue_batch_job(
+                &state,
+                &mut tx,
+                &scope.principal,
+                scope.tenant_id(),
+                handler.as_ref(),
+                import.id,
+            )
+            .await?;
+            (Some(id), Some(pending))
         }
         None => (None, None),
     };

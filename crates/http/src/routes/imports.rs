@@ -5,7 +5,7 @@
 //! leaves nothing behind and no request ever holds a whole file. The encoding
 //! is decided while the bytes pass, and binary files are refused here.
 
-use crate::auth::{perm, TenantScope};
+use crate::auth::{perm, Principal, TenantScope};
 use crate::error::{ApiError, Problem};
 use crate::extract::{ApiJson, Created};
 use crate::routes::jobs::{charge_job, idempotency_key, ledger_error};
@@ -16,8 +16,11 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bizcontacts_domain::contact::FieldError;
+use bizcontacts_domain::{PackageLimits, TenantId};
 use bizcontacts_ingest::{Layout, Sniffer, Stager};
+use bizcontacts_queue::handler::JobHandler;
 use bizcontacts_queue::job::NewJob;
+use bizcontacts_queue::ledger::Pending;
 use bizcontacts_store::imports::{
     self, Encoding, Import, ImportStatus, NewImport, Progress, Source, CHUNK_BYTES,
 };
@@ -168,14 +171,7 @@ async fn check_rows_left(
     .await?;
     let left = limits.import_rows_per_day - used.import_rows;
     if left <= 0 {
-        return Err(ApiError::DailyLimit {
-            limit: "import_rows_per_day",
-            max: limits.import_rows_per_day,
-            detail: format!(
-                "the package allows {} import rows per day; the limit resets at 00:00 UTC",
-                limits.import_rows_per_day
-            ),
-        });
+        return Err(rows_used_up(&limits));
     }
     Ok(left)
 }
@@ -208,35 +204,63 @@ async fn create_batch(
             .ok_or_else(|| ApiError::Conflict("idempotency key raced with a delete".into()));
     };
     let (size, encoding) = store_upload(&mut tx, import.id, body, state.upload_limit).await?;
-    let job = NewJob {
-        tenant_id: Some(scope.tenant_id()),
-        kind: "import".into(),
-        params: serde_json::json!({ "import_id": import.id }),
-        idempotency_key: None,
-        max_attempts: state
-            .registry
-            .get("import")
-            .map(|h| h.retry().max_attempts)
-            .ok_or_else(|| {
-                ApiError::Internal(anyhow::anyhow!("no import handler in this build"))
-            })?,
-        run_after: None,
-        created_by: Some(scope.principal.user_id.0),
-    };
-    let (enqueued, pending) = state
-        .ledger
-        .enqueue(&mut tx, job)
-        .await
-        .map_err(ledger_error)?;
-    imports::set_upload(&mut *tx, import.id, size, encoding, Some(enqueued.job.id)).await?;
+    let handler = state
+        .registry
+        .get("import")
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("no import handler in this build")))?;
+    let (job_id, pending) = enqueue_batch_job(
+        state,
+        &mut tx,
+        &scope.principal,
+        scope.tenant_id(),
+        handler.as_ref(),
+        import.id,
+    )
+    .await?;
+    imports::set_upload(&mut *tx, import.id, size, encoding, Some(job_id)).await?;
     tx.commit().await?;
     state.ledger.push(pending).await;
     tracing::info!(import_id = %import.id, bytes = size, encoding = encoding.as_str(), "import accepted");
     let body = Accepted {
         import_id: import.id,
-        job_id: Some(enqueued.job.id),
+        job_id: Some(job_id),
     };
     Ok(usage.on((StatusCode::ACCEPTED, Json(body)).into_response()))
+}
+
+/// Enqueue a job of `handler`'s kind for one import batch (its `import` or
+/// `dedupe` job), in the caller's transaction; push `Pending` after commit.
+pub(crate) async fn enqueue_batch_job(
+    state: &AppState,
+    tx: &mut PgConnection,
+    by: &Principal,
+    tenant: TenantId,
+    handler: &dyn JobHandler,
+    import_id: Uuid,
+) -> Result<(Uuid, Pending), ApiError> {
+    let job = NewJob {
+        tenant_id: Some(tenant),
+        kind: handler.kind().into(),
+        params: serde_json::json!({ "import_id": import_id }),
+        idempotency_key: None,
+        max_attempts: handler.retry().max_attempts,
+        run_after: None,
+        created_by: Some(by.user_id.0),
+    };
+    let (enqueued, pending) = state.ledger.enqueue(tx, job).await.map_err(ledger_error)?;
+    Ok((enqueued.job.id, pending))
+}
+
+/// The 429 once the day's import rows are used up.
+fn rows_used_up(limits: &PackageLimits) -> ApiError {
+    ApiError::DailyLimit {
+        limit: "import_rows_per_day",
+        max: limits.import_rows_per_day,
+        detail: format!(
+            "the package allows {} import rows per day; the limit resets at 00:00 UTC",
+            limits.import_rows_per_day
+        ),
+    }
 }
 
 /// Write the body to the batch's upload in chunks, deciding its encoding.
@@ -480,14 +504,7 @@ async fn manual_entry(
     )
     .await?;
     if granted == 0 {
-        return Err(ApiError::DailyLimit {
-            limit: "import_rows_per_day",
-            max: limits.import_rows_per_day,
-            detail: format!(
-                "the package allows {} import rows per day; the limit resets at 00:00 UTC",
-                limits.import_rows_per_day
-            ),
-        });
+        return Err(rows_used_up(&limits));
     }
     imports::set_layout(
         &mut *tx,
