@@ -253,6 +253,33 @@ async fn latin1_and_other_delimiters_are_read() {
 }
 
 #[tokio::test]
+async fn damaged_utf8_keeps_the_good_rows_and_names_the_bad_bytes() {
+    let t = Imports::new(PackageName::Pro).await;
+    let _worker = t.app.worker().await;
+    let mut file = "company,city,email\nCafé Müller,Zürich,c@muller.example\n"
+        .as_bytes()
+        .to_vec();
+    file.extend_from_slice(b"Bro\xFFken,G\xF6teborg,b@broken.example\n");
+    let id = t.accepted(file).await;
+    let view = t.finished(&id).await;
+    assert_eq!(view["encoding"], "utf-8");
+    let rows = t.rows(&id, "").await;
+    assert_eq!(rows[0]["normalized"]["city"], "Zürich");
+    assert_eq!(rows[1]["status"], "invalid");
+    let fields: Vec<&str> = rows[1]["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["company_name", "city"]);
+    assert!(rows[1]["errors"][0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("not valid UTF-8"));
+}
+
+#[tokio::test]
 async fn files_that_cannot_be_read_fail_as_a_whole_with_a_message() {
     let t = Imports::new(PackageName::Pro).await;
     let _worker = t.app.worker().await;

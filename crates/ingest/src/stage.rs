@@ -86,10 +86,17 @@ impl Stager {
             raw.push(kept.into_owned());
         }
         let (contact, field_errors) = normalize(&draft);
-        errors.extend(field_errors.into_iter().map(|mut e| {
-            e.value = quoted(&e.value);
-            e
-        }));
+        // A value refused above is absent from the draft; "is required" would only repeat that.
+        let refused: Vec<String> = errors.iter().map(|e| e.field.clone()).collect();
+        errors.extend(
+            field_errors
+                .into_iter()
+                .filter(|e| !refused.contains(&e.field))
+                .map(|mut e| {
+                    e.value = quoted(&e.value);
+                    e
+                }),
+        );
         if fields > self.header.len()
             && raw[self.header.len()..]
                 .iter()
