@@ -45,11 +45,7 @@ impl Imports {
 
     /// Upload and return the import id (202 expected).
     pub async fn accepted(&self, body: impl Into<reqwest::Body>) -> String {
-        let res = self.upload(body).await;
-        assert_eq!(res.status(), 202, "{}", res.text().await.unwrap());
-        let v: Value = res.json().await.unwrap();
-        assert!(v["job_id"].is_string());
-        v["import_id"].as_str().unwrap().to_string()
+        import_id(self.upload(body).await).await
     }
 
     pub async fn get(&self, rest: &str) -> Value {
@@ -87,6 +83,14 @@ impl Imports {
             .await
             .unwrap()
     }
+}
+
+/// The import id of a 202 that accepted a batch with its job.
+async fn import_id(res: reqwest::Response) -> String {
+    assert_eq!(res.status(), 202);
+    let v: Value = res.json().await.unwrap();
+    assert!(v["job_id"].is_string());
+    v["import_id"].as_str().unwrap().to_string()
 }
 
 const GOOD_HEADER: &str =
@@ -410,11 +414,7 @@ async fn multipart_uploads_keep_their_file_name() {
         .send()
         .await
         .unwrap();
-    assert_eq!(res.status(), 202);
-    let id = res.json::<Value>().await.unwrap()["import_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = import_id(res).await;
     let view = t.finished(&id).await;
     assert_eq!(view["filename"], "leads.csv");
     assert_eq!(view["counts"]["valid"], 1);
@@ -502,11 +502,7 @@ async fn api_import_and_manual_entry_stage_like_csv() {
         .send()
         .await
         .unwrap();
-    assert_eq!(res.status(), 202);
-    let id = res.json::<Value>().await.unwrap()["import_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = import_id(res).await;
     let view = t.finished(&id).await;
     assert_eq!(view["source"], "api");
     assert_eq!(
