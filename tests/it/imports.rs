@@ -655,6 +655,9 @@ async fn review_approves_valid_rows_only_and_is_audited() {
         1,
         "the in-file duplicate waits for a decision"
     );
+    // A rejected row with errors stays unapprovable.
+    let p = problem(t.review(&id, json!({ "approve": [row_id(2)] })).await, 422).await;
+    assert_eq!(p["errors"][0]["field"], "approve");
 
     let audited: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM audit_events WHERE action = 'import.reviewed' AND target_id = $1 AND actor_user_id = $2",

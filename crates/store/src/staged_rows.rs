@@ -290,8 +290,11 @@ pub async fn review(
         Approve::Rows(ids) => ids.iter().chain(reject).copied().collect(),
         _ => reject.to_vec(),
     };
-    let found: Vec<(Uuid, i32, String)> = sqlx::query_as(
-        "SELECT id, row_number, status FROM staged_rows WHERE import_id = $1 AND id = ANY($2) FOR UPDATE",
+    // (id, row number, status, has errors): validity, not status, decides
+    // approval, since a rejected row may be valid or not.
+    let found: Vec<(Uuid, i32, String, bool)> = sqlx::query_as(
+        "SELECT id, row_number, status, errors IS NOT NULL FROM staged_rows
+         WHERE import_id = $1 AND id = ANY($2) FOR UPDATE",
     )
     .bind(import_id)
     .bind(&listed)
@@ -299,52 +302,51 @@ pub async fn review(
     .await?;
     if let Some(missing) = listed
         .iter()
-        .find(|id| !found.iter().any(|(f, _, _)| f == *id))
+        .find(|id| !found.iter().any(|(f, ..)| f == *id))
     {
         return Err(StoreError::Invalid {
             field: "rows",
             reason: format!("row {missing} is not in this import"),
         });
     }
-    if let Some((_, n, _)) = found.iter().find(|(_, _, s)| s == "merged") {
+    if let Some((_, n, ..)) = found.iter().find(|(_, _, s, _)| s == "merged") {
         return Err(StoreError::Invalid {
             field: "rows",
             reason: format!("row {n} is already in the corpus and cannot change"),
         });
     }
-    let mut out = ReviewOutcome::default();
-    let approved_ids = match approve {
-        Approve::None => Vec::new(),
-        Approve::AllValid => {
-            out.approved = sqlx::query(
-                "UPDATE staged_rows SET status = 'approved', decided_by = $2, decided_at = now()
-                 WHERE import_id = $1 AND status = 'valid' AND duplicate_of IS NULL",
-            )
-            .bind(import_id)
-            .bind(user)
-            .execute(&mut *db)
-            .await?
-            .rows_affected();
-            Vec::new()
-        }
+    let approved_ids: &[Uuid] = match &approve {
         Approve::Rows(ids) => ids,
+        _ => &[],
     };
-    if let Some((_, n, _)) = found
+    if let Some((_, n, ..)) = found
         .iter()
-        .find(|(id, _, s)| approved_ids.contains(id) && s == "invalid")
+        .find(|(id, _, _, has_errors)| *has_errors && approved_ids.contains(id))
     {
         return Err(StoreError::Invalid {
             field: "approve",
             reason: format!("row {n} has errors and cannot be approved"),
         });
     }
+    let mut out = ReviewOutcome::default();
+    if let Approve::AllValid = approve {
+        out.approved = sqlx::query(
+            "UPDATE staged_rows SET status = 'approved', decided_by = $2, decided_at = now()
+             WHERE import_id = $1 AND status = 'valid' AND duplicate_of IS NULL",
+        )
+        .bind(import_id)
+        .bind(user)
+        .execute(&mut *db)
+        .await?
+        .rows_affected();
+    }
     if !approved_ids.is_empty() {
         out.approved += sqlx::query(
             "UPDATE staged_rows SET status = 'approved', decided_by = $3, decided_at = now()
-             WHERE import_id = $1 AND id = ANY($2) AND errors IS NULL",
+             WHERE import_id = $1 AND id = ANY($2)",
         )
         .bind(import_id)
-        .bind(&approved_ids)
+        .bind(approved_ids)
         .bind(user)
         .execute(&mut *db)
         .await?
