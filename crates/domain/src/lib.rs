@@ -9,6 +9,7 @@
 //! lives there and nowhere else.
 
 pub mod access;
+pub mod batch;
 pub mod contact;
 pub mod email;
 pub mod ids;

@@ -17,31 +17,7 @@ use uuid::Uuid;
 /// Largest piece of an upload kept in one row.
 pub const CHUNK_BYTES: usize = 1 << 20;
 
-macro_rules! str_enum {
-    ($name:ident { $($variant:ident => $wire:literal),+ $(,)? }) => {
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-        pub enum $name { $(#[serde(rename = $wire)] $variant),+ }
-        impl $name {
-            pub fn as_str(self) -> &'static str { match self { $(Self::$variant => $wire),+ } }
-        }
-        impl std::str::FromStr for $name {
-            type Err = ();
-            fn from_str(s: &str) -> std::result::Result<Self, ()> {
-                match s { $($wire => Ok(Self::$variant),)+ _ => Err(()) }
-            }
-        }
-    };
-}
-
-str_enum!(Source { Csv => "csv", Api => "api", Manual => "manual", Crm => "crm" });
-str_enum!(ImportStatus {
-    Queued => "queued",
-    Processing => "processing",
-    Staged => "staged",
-    Failed => "failed",
-    Cancelled => "cancelled",
-});
-str_enum!(Encoding { Utf8 => "utf-8", Windows1252 => "windows-1252" });
+pub use bizcontacts_domain::batch::{Encoding, ImportStatus, Source};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Import {
