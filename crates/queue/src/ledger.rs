@@ -292,6 +292,20 @@ impl Ledger {
         Ok(row.try_into()?)
     }
 
+    /// The jobs among `ids` (in any order), for pages that show one job per item.
+    pub async fn get_many(&self, ids: &[Uuid]) -> Result<Vec<Job>, LedgerError> {
+        let rows = sqlx::query_as::<_, JobRow>(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE id = ANY($1)"
+        ))
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(TryInto::try_into)
+            .collect::<Result<_, _>>()?)
+    }
+
     /// Newest first; `before` is the last id of the previous page.
     pub async fn list(
         &self,

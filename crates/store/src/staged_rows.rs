@@ -8,7 +8,6 @@
 
 use crate::{Result, StoreError};
 use bizcontacts_domain::contact::{Contact, FieldError};
-use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::{PgConnection, PgExecutor};
 use std::fmt::Write;
@@ -214,7 +213,6 @@ pub struct Row {
     pub errors: Option<sqlx::types::Json<Vec<FieldError>>>,
     pub duplicate_of: Option<i32>,
     pub contact_id: Option<Uuid>,
-    pub decided_at: Option<DateTime<Utc>>,
 }
 
 /// Rows of a batch in row order, after the row `cursor`, optionally of one status.
@@ -228,7 +226,7 @@ pub async fn list(
     Ok(sqlx::query_as::<_, Row>(
         "SELECT id, row_number, status, raw, company_name, first_name, last_name, email, phone,
                 website, domain, address, city, postcode, region, country, segment, type, mcc,
-                category, errors, duplicate_of, contact_id, decided_at
+                category, errors, duplicate_of, contact_id
          FROM staged_rows
          WHERE import_id = $1 AND ($2::text IS NULL OR status = $2)
            AND row_number > COALESCE((SELECT row_number FROM staged_rows

@@ -1,7 +1,7 @@
 //! Imports out: status, staged rows, errors.csv, and the review decision.
 
 use crate::auth::{perm, TenantScope};
-use crate::error::{ApiError, Problem};
+use crate::error::{not_found, ApiError, Problem};
 use crate::extract::{ApiJson, ApiQuery, RequestId};
 use crate::pagination::{Page, PageParams};
 use crate::routes::imports::enqueue_batch_job;
@@ -13,7 +13,8 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bizcontacts_domain::contact::FieldError;
-use bizcontacts_queue::job::JobStatus;
+use bizcontacts_domain::TenantId;
+use bizcontacts_queue::job::{Job, JobStatus};
 use bizcontacts_store::audit;
 use bizcontacts_store::imports::{self, Counts, Import, ImportStatus};
 use bizcontacts_store::staged_rows::{self, Approve};
@@ -69,14 +70,10 @@ pub struct ImportView {
 
 /// The batch as stored, reconciled with its job: a job cancelled before it
 /// ran, or dead after its last attempt, never got to close the batch itself.
-async fn view(state: &AppState, import: Import) -> Result<ImportView, ApiError> {
-    let job = match import.job_id {
-        Some(id) => Some(state.ledger.get(None, id).await.map_err(ledger_error)?),
-        None => None,
-    };
+fn view(import: Import, job: Option<&Job>) -> ImportView {
     let mut status = import.status;
     let mut message = import.message.clone();
-    if let (ImportStatus::Queued | ImportStatus::Processing, Some(j)) = (status, &job) {
+    if let (ImportStatus::Queued | ImportStatus::Processing, Some(j)) = (status, job) {
         match j.status {
             JobStatus::Cancelled => status = ImportStatus::Cancelled,
             JobStatus::Failed | JobStatus::Dead => {
@@ -86,7 +83,7 @@ async fn view(state: &AppState, import: Import) -> Result<ImportView, ApiError> 
             _ => {}
         }
     }
-    let progress = match &job {
+    let progress = match job {
         Some(j) => ImportProgress {
             done: j.progress_done,
             total: j.progress_total,
@@ -109,7 +106,7 @@ async fn view(state: &AppState, import: Import) -> Result<ImportView, ApiError> 
             .collect(),
         _ => Vec::new(),
     };
-    Ok(ImportView {
+    ImportView {
         import_id: import.id,
         source: import.source,
         status,
@@ -124,7 +121,7 @@ async fn view(state: &AppState, import: Import) -> Result<ImportView, ApiError> 
         message,
         created_at: import.created_at,
         finished_at: import.finished_at,
-    })
+    }
 }
 
 /// The tenant's imports, newest first.
@@ -144,15 +141,26 @@ async fn list_imports(
         limit + 1,
     )
     .await?;
-    let more = rows.len() as i64 > limit;
-    let mut items = Vec::with_capacity(rows.len());
-    for import in rows.into_iter().take(limit as usize) {
-        items.push(view(&state, import).await?);
-    }
-    let next_cursor = more
-        .then(|| items.last().map(|i| i.import_id.to_string()))
-        .flatten();
-    Ok(Json(Page { items, next_cursor }))
+    let page = Page::from_rows(rows, limit, |i| i.id, |i| i);
+    // One query for the jobs of the whole page.
+    let job_ids: Vec<Uuid> = page.items.iter().filter_map(|i| i.job_id).collect();
+    let jobs = state
+        .ledger
+        .get_many(&job_ids)
+        .await
+        .map_err(ledger_error)?;
+    let items = page
+        .items
+        .into_iter()
+        .map(|i| {
+            let job = jobs.iter().find(|j| Some(j.id) == i.job_id);
+            view(i, job)
+        })
+        .collect();
+    Ok(Json(Page {
+        items,
+        next_cursor: page.next_cursor,
+    }))
 }
 
 #[derive(Deserialize)]
@@ -160,17 +168,10 @@ struct ImportPath {
     import_id: Uuid,
 }
 
-async fn load(
-    state: &AppState,
-    scope_tenant: bizcontacts_domain::TenantId,
-    id: Uuid,
-) -> Result<Import, ApiError> {
-    imports::get(&state.store.pool, Some(scope_tenant), id)
+async fn load(state: &AppState, tenant: TenantId, id: Uuid) -> Result<Import, ApiError> {
+    imports::get(&state.store.pool, Some(tenant), id)
         .await
-        .map_err(|e| match e {
-            bizcontacts_store::StoreError::NotFound => ApiError::NotFound("import"),
-            other => other.into(),
-        })
+        .map_err(not_found("import"))
 }
 
 /// One import: status, counts, progress.
@@ -183,7 +184,11 @@ async fn get_import(
     Path(ImportPath { import_id }): Path<ImportPath>,
 ) -> Result<Json<ImportView>, ApiError> {
     let import = load(&state, scope.tenant_id(), import_id).await?;
-    Ok(Json(view(&state, import).await?))
+    let job = match import.job_id {
+        Some(id) => Some(state.ledger.get(None, id).await.map_err(ledger_error)?),
+        None => None,
+    };
+    Ok(Json(view(import, job.as_ref())))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]

@@ -7,7 +7,7 @@
 
 use crate::auth::{perm, Principal, TenantScope};
 use crate::error::{ApiError, Problem};
-use crate::extract::{ApiJson, Created};
+use crate::extract::{media_type, ApiJson, Created};
 use crate::routes::jobs::{charge_job, idempotency_key, ledger_error};
 use crate::state::AppState;
 use axum::body::Bytes;
@@ -81,13 +81,7 @@ async fn upload_csv(
         return Ok(done);
     }
     check_declared_size(&headers, state.upload_limit)?;
-    let media = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .map(|v| v.trim().to_ascii_lowercase())
-        .unwrap_or_default();
-    match media.as_str() {
+    match media_type(&headers).as_str() {
         "multipart/form-data" => {
             let mut form = Multipart::from_request(request, &state)
                 .await
@@ -156,12 +150,12 @@ async fn replay(
     )
 }
 
-/// A 429 up front when the day's import rows are already used up: the upload
-/// would only produce a batch with nothing staged.
-async fn check_rows_left(
+/// The tenant's limits; a 429 up front when the day's import rows are already
+/// used up: the upload would only produce a batch with nothing staged.
+async fn limits_with_rows_left(
     state: &AppState,
     scope: &TenantScope<perm::ImportsWrite>,
-) -> Result<i32, ApiError> {
+) -> Result<PackageLimits, ApiError> {
     let limits = packages::get(&state.store.pool, scope.tenant.package).await?;
     let used = usage::get(
         &state.store.pool,
@@ -169,11 +163,10 @@ async fn check_rows_left(
         Utc::now().date_naive(),
     )
     .await?;
-    let left = limits.import_rows_per_day - used.import_rows;
-    if left <= 0 {
+    if used.import_rows >= limits.import_rows_per_day {
         return Err(rows_used_up(&limits));
     }
-    Ok(left)
+    Ok(limits)
 }
 
 /// Create the batch, store the upload, enqueue its job; all or nothing.
@@ -185,9 +178,9 @@ async fn create_batch(
     key: Option<String>,
     body: impl Stream<Item = Result<Bytes, ApiError>>,
 ) -> Result<Response, ApiError> {
-    check_rows_left(state, scope).await?;
+    let limits = limits_with_rows_left(state, scope).await?;
     let mut tx = state.store.pool.begin().await?;
-    let usage = charge_job(state, &scope.tenant, &mut tx).await?;
+    let usage = charge_job(&limits, scope.tenant_id(), &mut tx).await?;
     let new = NewImport {
         tenant_id: scope.tenant_id(),
         source,
@@ -413,19 +406,9 @@ async fn api_import(
     let bytes = csv
         .into_inner()
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("{e}")))?;
-    let pieces: Vec<Result<Bytes, ApiError>> = bytes
-        .chunks(CHUNK_BYTES)
-        .map(|c| Ok(Bytes::copy_from_slice(c)))
-        .collect();
-    create_batch(
-        &state,
-        &scope,
-        Source::Api,
-        None,
-        key,
-        futures::stream::iter(pieces),
-    )
-    .await
+    // One piece: `store_upload` cuts it into chunks.
+    let body = futures::stream::iter([Ok(Bytes::from(bytes))]);
+    create_batch(&state, &scope, Source::Api, None, key, body).await
 }
 
 /// A manually entered contact, validated at once.

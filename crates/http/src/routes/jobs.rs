@@ -9,10 +9,10 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use bizcontacts_domain::{PackageLimits, TenantId};
 use bizcontacts_queue::handler::Starter;
 use bizcontacts_queue::job::{Job, JobStatus, NewJob};
 use bizcontacts_queue::ledger::{JobFilter, LedgerError};
-use bizcontacts_store::tenants::Tenant;
 use bizcontacts_store::{packages, usage};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -188,8 +188,9 @@ async fn submit_job(
             return Ok((StatusCode::OK, Json(JobView::from(existing))).into_response());
         }
     }
+    let limits = packages::get(&state.store.pool, scope.tenant.package).await?;
     let mut tx = state.store.pool.begin().await?;
-    let usage = charge_job(&state, &scope.tenant, &mut tx).await?;
+    let usage = charge_job(&limits, tenant, &mut tx).await?;
     let new = NewJob {
         tenant_id: Some(tenant),
         kind: req.kind,
@@ -233,14 +234,13 @@ impl Usage {
 /// Count one job against the tenant's jobs per day, in `tx` (so a request
 /// that fails costs nothing); a 429 once the day's jobs are used up.
 pub(crate) async fn charge_job(
-    state: &AppState,
-    tenant: &Tenant,
+    limits: &PackageLimits,
+    tenant: TenantId,
     tx: &mut PgConnection,
 ) -> Result<Usage, ApiError> {
-    let limits = packages::get(&state.store.pool, tenant.package).await?;
     let remaining = usage::consume_job(
         &mut *tx,
-        tenant.id,
+        tenant,
         Utc::now().date_naive(),
         limits.jobs_per_day,
     )
