@@ -14,7 +14,9 @@ use async_trait::async_trait;
 use bizcontacts_domain::Permission;
 use bizcontacts_ingest::stage::is_blank;
 use bizcontacts_ingest::{BatchError, CsvRows, Layout, Stager};
-use bizcontacts_queue::handler::{JobContext, JobError, JobHandler, RetryPolicy, Starter};
+use bizcontacts_queue::handler::{
+    params_decode_as, JobContext, JobError, JobHandler, RetryPolicy, Starter,
+};
 use bizcontacts_store::imports::{self, Encoding, Import, ImportStatus, Progress};
 use bizcontacts_store::staged_rows::{self, CopyRows};
 use bizcontacts_store::{packages, tenants, usage, StoreError};
@@ -67,9 +69,7 @@ impl JobHandler for ImportJob {
     }
 
     fn validate(&self, params: &serde_json::Value) -> Result<(), String> {
-        serde_json::from_value::<Params>(params.clone())
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+        params_decode_as::<Params>(params)
     }
 
     #[tracing::instrument(skip_all, fields(job_id = %ctx.job_id))]
@@ -339,6 +339,15 @@ fn parse(
     {
         return;
     }
+    // False once the job side has gone away.
+    let send_rows = |rows, last_row, bytes_read| {
+        let event = Event::Rows {
+            rows,
+            last_row,
+            bytes_read,
+        };
+        events.blocking_send(event).is_ok()
+    };
     let mut chunk = CopyRows::new(import_id);
     let mut last_row = skip_to;
     loop {
@@ -359,25 +368,14 @@ fn parse(
         }
         if chunk.len() == ROWS_PER_TX {
             let full = std::mem::replace(&mut chunk, CopyRows::new(import_id));
-            let event = Event::Rows {
-                rows: full,
-                last_row,
-                bytes_read: rows.position(),
-            };
-            if events.blocking_send(event).is_err() {
+            if !send_rows(full, last_row, rows.position()) {
                 return;
             }
         }
     }
-    if last_row > skip_to {
-        let event = Event::Rows {
-            rows: chunk,
-            last_row,
-            bytes_read: rows.position(),
-        };
-        if events.blocking_send(event).is_err() {
-            return;
-        }
+    // The last chunk goes even when empty: it carries the checkpoint past trailing blank rows.
+    if last_row > skip_to && !send_rows(chunk, last_row, rows.position()) {
+        return;
     }
     let _ = events.blocking_send(Event::End { last_row });
 }

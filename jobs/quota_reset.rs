@@ -5,7 +5,9 @@
 //! nothing, and counters already accumulated that day are never reset.
 
 use async_trait::async_trait;
-use bizcontacts_queue::handler::{JobContext, JobError, JobHandler, RetryPolicy, Starter};
+use bizcontacts_queue::handler::{
+    params_decode_as, JobContext, JobError, JobHandler, RetryPolicy, Starter,
+};
 use bizcontacts_queue::job::NewJob;
 use bizcontacts_queue::scheduler::Schedule;
 use bizcontacts_store::usage;
@@ -40,9 +42,7 @@ impl JobHandler for QuotaReset {
     }
 
     fn validate(&self, params: &serde_json::Value) -> Result<(), String> {
-        serde_json::from_value::<Params>(params.clone())
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+        params_decode_as::<Params>(params)
     }
 
     async fn run(&self, ctx: &mut JobContext) -> Result<(), JobError> {

@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use bizcontacts_domain::Permission;
 use bizcontacts_queue::handler::{
-    JobContext, JobError, JobHandler, Registry, RetryPolicy, Starter,
+    params_decode_as, JobContext, JobError, JobHandler, Registry, RetryPolicy, Starter,
 };
 use bizcontacts_queue::job::NewJob;
 use bizcontacts_queue::scheduler::Schedule;
@@ -94,9 +94,7 @@ impl JobHandler for Sleep {
         test_policy()
     }
     fn validate(&self, params: &serde_json::Value) -> Result<(), String> {
-        serde_json::from_value::<SleepParams>(params.clone())
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+        params_decode_as::<SleepParams>(params)
     }
     async fn run(&self, ctx: &mut JobContext) -> Result<(), JobError> {
         let p: SleepParams = ctx.params()?;
@@ -151,9 +149,7 @@ impl JobHandler for Fail {
         test_policy()
     }
     fn validate(&self, params: &serde_json::Value) -> Result<(), String> {
-        serde_json::from_value::<FailParams>(params.clone())
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+        params_decode_as::<FailParams>(params)
     }
     async fn run(&self, ctx: &mut JobContext) -> Result<(), JobError> {
         let p: FailParams = ctx.params()?;

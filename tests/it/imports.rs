@@ -48,6 +48,16 @@ impl Imports {
         import_id(self.upload(body).await).await
     }
 
+    /// `POST /imports/manual` as the importer.
+    pub async fn manual(&self, contact: Value) -> reqwest::Response {
+        self.app
+            .post(&self.path("/manual"), &self.importer.token)
+            .json(&contact)
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub async fn get(&self, rest: &str) -> Value {
         let res = self
             .app
@@ -542,12 +552,8 @@ async fn api_import_and_manual_entry_stage_like_csv() {
 
     // Manual entry answers at once, errors included, and stages the row either way.
     let res = t
-        .app
-        .post(&t.path("/manual"), &t.importer.token)
-        .json(&json!({ "company_name": "Hand Made", "email": "not-an-email" }))
-        .send()
-        .await
-        .unwrap();
+        .manual(json!({ "company_name": "Hand Made", "email": "not-an-email" }))
+        .await;
     assert_eq!(res.status(), 201);
     let entry: Value = res.json().await.unwrap();
     assert_eq!(entry["status"], "invalid");
@@ -558,13 +564,7 @@ async fn api_import_and_manual_entry_stage_like_csv() {
         (view["source"].as_str(), view["status"].as_str()),
         (Some("manual"), Some("staged"))
     );
-    let res = t
-        .app
-        .post(&t.path("/manual"), &t.importer.token)
-        .json(&json!({ "colour": "red" }))
-        .send()
-        .await
-        .unwrap();
+    let res = t.manual(json!({ "colour": "red" })).await;
     assert_eq!(problem(res, 422).await["errors"][0]["field"], "body");
 }
 
@@ -587,14 +587,10 @@ async fn review_approves_valid_rows_only_and_is_audited() {
     )
     .await;
     assert_eq!(p["errors"][0]["field"], "approve");
-    let other = t
-        .app
-        .post(&t.path("/manual"), &t.importer.token)
-        .json(&json!({ "company_name": "Else", "email": "e@else.example" }))
-        .send()
+    let other: Value = t
+        .manual(json!({ "company_name": "Else", "email": "e@else.example" }))
         .await
-        .unwrap()
-        .json::<Value>()
+        .json()
         .await
         .unwrap();
     let p = problem(
@@ -674,12 +670,8 @@ async fn review_approves_valid_rows_only_and_is_audited() {
 async fn another_tenants_imports_are_not_found() {
     let t = Imports::new(PackageName::Pro).await;
     let entry: Value = t
-        .app
-        .post(&t.path("/manual"), &t.importer.token)
-        .json(&json!({ "company_name": "Mine", "email": "m@mine.example" }))
-        .send()
+        .manual(json!({ "company_name": "Mine", "email": "m@mine.example" }))
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();

@@ -155,6 +155,16 @@ impl JobContext {
     }
 }
 
+/// `JobHandler::validate` for kinds whose params are one serde type: they
+/// are valid when they decode into it.
+pub fn params_decode_as<T: serde::de::DeserializeOwned>(
+    params: &serde_json::Value,
+) -> Result<(), String> {
+    T::deserialize(params)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
 /// One job kind.
 #[async_trait::async_trait]
 pub trait JobHandler: Send + Sync + 'static {
