@@ -2,24 +2,40 @@
 //! [`registry`], scheduled in [`schedules`].
 //!
 //! Every handler is idempotent and says in its doc comment what makes it so.
-//! Kinds of the product that have no handler yet (dedupe, crm_pull,
+//! Kinds of the product that have no handler yet (crm_pull,
 //! crm_push, billing_reconcile arrive in later issues) are simply absent from
 //! the registry: submitting them is refused with a 422 naming the kind.
 
+mod dedupe;
+mod dedupe_plan;
+mod dedupe_sweep;
 mod import;
 mod quota_reset;
 #[cfg(feature = "test-kinds")]
 mod test_kinds;
 
+use bizcontacts_config::DedupeSettings;
+use bizcontacts_matching::Thresholds;
 use bizcontacts_queue::handler::Registry;
 use bizcontacts_queue::scheduler::Schedule;
 
+pub use dedupe::DedupeJob;
 pub use import::ImportJob;
 pub use quota_reset::QuotaReset;
 
 /// Every kind this build can run.
-pub fn registry() -> Registry {
-    let registry = Registry::default().with(QuotaReset).with(ImportJob);
+pub fn registry(dedupe: &DedupeSettings) -> Registry {
+    let dedupe = DedupeJob {
+        thresholds: Thresholds {
+            merge: dedupe.merge_score,
+            possible: dedupe.possible_score,
+        },
+        chunk: dedupe.chunk_rows.max(1),
+    };
+    let registry = Registry::default()
+        .with(QuotaReset)
+        .with(ImportJob)
+        .with(dedupe);
     #[cfg(feature = "test-kinds")]
     let registry = test_kinds::register(registry);
     registry

@@ -100,7 +100,7 @@ pub async fn app_state(
     store: Store,
 ) -> anyhow::Result<bizcontacts_http::State> {
     let redis = redis(settings).await?;
-    let registry = bizcontacts_jobs::registry();
+    let registry = bizcontacts_jobs::registry(&settings.dedupe);
     let ledger = ledger(settings, &store, &redis, &registry);
     Ok(bizcontacts_http::State::new(StateInner {
         store,

@@ -68,7 +68,7 @@ async fn run_jobs(
         format!("bench:{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let store = runtime::migrated_store(&settings).await?;
     let redis = runtime::redis(&settings).await?;
-    let registry = bizcontacts_jobs::registry();
+    let registry = bizcontacts_jobs::registry(&settings.dedupe);
     let ledger = runtime::ledger(&settings, &store, &redis, &registry);
 
     let mut children = Vec::new();

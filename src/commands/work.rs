@@ -18,7 +18,7 @@ pub async fn background(settings: &Settings) -> anyhow::Result<Background> {
         anyhow::bail!("database migrations are pending; run `bizcontacts migrate` first");
     }
     let redis = runtime::redis(settings).await?;
-    let registry = bizcontacts_jobs::registry();
+    let registry = bizcontacts_jobs::registry(&settings.dedupe);
     let ledger = runtime::ledger(settings, &store, &redis, &registry);
     Ok(Background { ledger, registry })
 }

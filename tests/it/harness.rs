@@ -591,17 +591,18 @@ impl TestApp {
             &self.settings,
             &self.store,
             &redis,
-            &bizcontacts_jobs::registry(),
+            &bizcontacts_jobs::registry(&self.settings.dedupe),
         )
     }
 
     pub async fn worker(&self) -> InProcessWorker {
         let ledger = self.ledger().await;
         let config = runtime::worker_config(&self.settings);
+        let registry = bizcontacts_jobs::registry(&self.settings.dedupe);
         let stop = CancellationToken::new();
         let token = stop.clone();
         let handle = tokio::spawn(async move {
-            bizcontacts_queue::worker::run(ledger, bizcontacts_jobs::registry(), config, token)
+            bizcontacts_queue::worker::run(ledger, registry, config, token)
                 .await
                 .unwrap();
         });

@@ -627,17 +627,13 @@ async fn review_approves_valid_rows_only_and_is_audited() {
             json!({ "approve": "all_valid", "reject": [row_id(2)] }),
         )
         .await;
-    assert_eq!(
-        res.status(),
-        200,
-        "no dedupe handler yet: nothing to enqueue"
-    );
+    assert_eq!(res.status(), 202, "approval enqueues the dedupe job");
     let out: Value = res.json().await.unwrap();
     assert_eq!(
         (out["approved"].as_u64(), out["rejected"].as_u64()),
         (Some(2), Some(1))
     );
-    assert!(out["job_id"].is_null());
+    assert!(out["job_id"].is_string());
     let view = t.get(&format!("/{id}")).await;
     assert_eq!(
         (

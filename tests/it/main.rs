@@ -8,6 +8,7 @@ mod harness;
 
 mod bad_input;
 mod cli;
+mod dedupe;
 mod http_basics;
 mod identity;
 mod imports;

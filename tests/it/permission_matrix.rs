@@ -58,6 +58,13 @@ enum Route {
     ImportRows,
     ImportErrors,
     ReviewImport,
+    ListMatches,
+    DecideMatches,
+    GetContact,
+    CorrectContact,
+    AdminQuarantine,
+    AdminStartSweep,
+    AdminGetSweep,
 }
 
 const ROUTES: &[Route] = &[
@@ -95,6 +102,13 @@ const ROUTES: &[Route] = &[
     Route::ImportRows,
     Route::ImportErrors,
     Route::ReviewImport,
+    Route::ListMatches,
+    Route::DecideMatches,
+    Route::GetContact,
+    Route::CorrectContact,
+    Route::AdminQuarantine,
+    Route::AdminStartSweep,
+    Route::AdminGetSweep,
 ];
 
 impl Route {
@@ -241,6 +255,41 @@ impl Route {
                 "/v1/tenants/{tenant_id}/imports/{import_id}/review",
                 Need::Tenant(P::ImportsReview),
             ),
+            Route::ListMatches => (
+                Method::GET,
+                "/v1/tenants/{tenant_id}/imports/{import_id}/matches",
+                Need::TenantAny(P::ImportsWrite, P::ImportsReview),
+            ),
+            Route::DecideMatches => (
+                Method::POST,
+                "/v1/tenants/{tenant_id}/imports/{import_id}/matches",
+                Need::Tenant(P::ImportsReview),
+            ),
+            Route::GetContact => (
+                Method::GET,
+                "/v1/tenants/{tenant_id}/contacts/{contact_id}",
+                Need::Tenant(P::ContactsSearch),
+            ),
+            Route::CorrectContact => (
+                Method::POST,
+                "/v1/tenants/{tenant_id}/contacts/{contact_id}/corrections",
+                Need::Tenant(P::ContactsSave),
+            ),
+            Route::AdminQuarantine => (
+                Method::POST,
+                "/v1/admin/imports/{import_id}/quarantine",
+                Need::System(P::AdminQuarantine),
+            ),
+            Route::AdminStartSweep => (
+                Method::POST,
+                "/v1/admin/dedupe/sweep",
+                Need::System(P::AdminOperate),
+            ),
+            Route::AdminGetSweep => (
+                Method::GET,
+                "/v1/admin/dedupe/sweeps/{job_id}",
+                Need::System(P::AdminMonitor),
+            ),
         }
     }
 }
@@ -363,6 +412,19 @@ impl Ctx<'_> {
         )
     }
 
+    /// A corpus contact, written directly (the matrix runs no worker).
+    async fn contact(&self) -> uuid::Uuid {
+        let id = uuid::Uuid::now_v7();
+        sqlx::query(
+            "INSERT INTO contacts (id, company_name, country) VALUES ($1, 'Matrix Ltd', 'GB')",
+        )
+        .bind(id)
+        .execute(&self.app.store.pool)
+        .await
+        .unwrap();
+        id
+    }
+
     /// Build a request for `route` as `caller`, creating whatever it acts on
     /// afresh so every call can succeed on its own.
     async fn request(
@@ -478,6 +540,54 @@ impl Ctx<'_> {
                     format!("/v1/tenants/{t}/imports/{import}/review"),
                     Some(json!({ "approve": [row] })),
                 )
+            }
+            Route::ListMatches => {
+                let (import, _) = self.staged_import().await;
+                (format!("/v1/tenants/{t}/imports/{import}/matches"), None)
+            }
+            Route::DecideMatches => {
+                let (import, row) = self.staged_import().await;
+                let contact = self.contact().await;
+                sqlx::query("INSERT INTO match_candidates (row_id, contact_id, score) VALUES ($1::uuid, $2, 4.5)")
+                    .bind(&row)
+                    .bind(contact)
+                    .execute(&self.app.store.pool)
+                    .await
+                    .unwrap();
+                (
+                    format!("/v1/tenants/{t}/imports/{import}/matches"),
+                    Some(
+                        json!({ "decisions": [{ "row_id": row, "contact_id": contact, "decision": "different" }] }),
+                    ),
+                )
+            }
+            Route::GetContact => (
+                format!("/v1/tenants/{t}/contacts/{}", self.contact().await),
+                None,
+            ),
+            Route::CorrectContact => (
+                format!(
+                    "/v1/tenants/{t}/contacts/{}/corrections",
+                    self.contact().await
+                ),
+                Some(json!({ "field": "city", "value": "Leeds", "note": "moved" })),
+            ),
+            Route::AdminQuarantine => {
+                let (import, _) = self.staged_import().await;
+                (
+                    format!("/v1/admin/imports/{import}/quarantine"),
+                    Some(json!({ "reason": "matrix" })),
+                )
+            }
+            Route::AdminStartSweep => (template.to_string(), Some(json!({ "apply": false }))),
+            Route::AdminGetSweep => {
+                let job = self.job(None, "succeeded").await;
+                sqlx::query("INSERT INTO sweeps (job_id, apply) VALUES ($1, false)")
+                    .bind(job)
+                    .execute(&self.app.store.pool)
+                    .await
+                    .unwrap();
+                (format!("/v1/admin/dedupe/sweeps/{job}"), None)
             }
             _ => (template.replace("{tenant_id}", &t.to_string()), None),
         };

@@ -48,6 +48,18 @@ pub struct Settings {
     pub jobs: JobSettings,
     pub worker: WorkerSettings,
     pub imports: ImportSettings,
+    pub dedupe: DedupeSettings,
+}
+
+/// Matching thresholds and chunking of the dedupe job (crates/matching).
+#[derive(Debug, Clone, Deserialize)]
+pub struct DedupeSettings {
+    /// Pair score at or above which two records are merged without asking.
+    pub merge_score: f32,
+    /// Pair score at or above which (below `merge_score`) a reviewer decides.
+    pub possible_score: f32,
+    /// Rows (or contacts, when sweeping) per transaction.
+    pub chunk_rows: i64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

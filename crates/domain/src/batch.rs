@@ -11,6 +11,7 @@ wire_enum!(
         Api => "api",
         Manual => "manual",
         Crm => "crm",
+        Correction => "correction",
     }
 );
 

@@ -40,6 +40,28 @@ impl PageParams {
             })
             .transpose()
     }
+
+    /// For lists without a stable id order (pairs ranked by score): the
+    /// cursor is how many items came before.
+    pub fn offset(&self) -> Result<i64, ApiError> {
+        match self.cursor.as_deref() {
+            None => Ok(0),
+            Some(c) => {
+                c.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
+                    ApiError::field("cursor", "is not a cursor returned by this API")
+                })
+            }
+        }
+    }
+}
+
+impl<T> Page<T> {
+    /// A page from `limit + 1` items fetched at `offset` (see [`PageParams::offset`]).
+    pub fn from_offset(mut items: Vec<T>, offset: i64, limit: i64) -> Self {
+        let next_cursor = (items.len() as i64 > limit).then(|| (offset + limit).to_string());
+        items.truncate(limit as usize);
+        Page { items, next_cursor }
+    }
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]

@@ -38,6 +38,8 @@ pub struct Import {
     pub created_by: Option<Uuid>,
     pub created_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// Set when a data steward withdrew the batch's contributions.
+    pub quarantined_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema, sqlx::FromRow)]
@@ -61,6 +63,9 @@ pub struct Counts {
     pub merged: i32,
     #[sqlx(rename = "created_rows")]
     pub created: i32,
+    /// Approved rows waiting for a reviewer's match decision.
+    #[sqlx(rename = "possible_rows")]
+    pub possible_match: i32,
 }
 
 #[derive(sqlx::FromRow)]
@@ -83,6 +88,7 @@ struct ImportRow {
     created_by: Option<Uuid>,
     created_at: DateTime<Utc>,
     finished_at: Option<DateTime<Utc>>,
+    quarantined_at: Option<DateTime<Utc>>,
 }
 
 impl TryFrom<ImportRow> for Import {
@@ -106,13 +112,17 @@ impl TryFrom<ImportRow> for Import {
             created_by: r.created_by,
             created_at: r.created_at,
             finished_at: r.finished_at,
+            quarantined_at: r.quarantined_at,
         })
     }
 }
 
 const COLUMNS: &str = "id, tenant_id, source, status, job_id, filename, byte_size, encoding, delimiter,
     header, mapping, rows_done, total_rows, valid_rows, invalid_rows, duplicate_rows, not_staged_rows,
-    approved_rows, rejected_rows, merged_rows, created_rows, message, created_by, created_at, finished_at";
+    approved_rows, rejected_rows, merged_rows, created_rows, message, created_by, created_at, finished_at,
+    quarantined_at,
+    (SELECT count(DISTINCT m.row_id)::int FROM match_candidates m JOIN staged_rows s ON s.id = m.row_id
+      WHERE s.import_id = imports.id AND m.decision IS NULL AND s.status = 'approved') AS possible_rows";
 
 pub struct NewImport {
     pub tenant_id: TenantId,
@@ -311,4 +321,60 @@ pub async fn finish(
         .execute(&mut *db)
         .await?;
     Ok(())
+}
+
+/// True once the batch was quarantined (or when it no longer exists).
+pub async fn is_quarantined(db: impl PgExecutor<'_>, id: Uuid) -> Result<bool> {
+    let at: Option<Option<DateTime<Utc>>> =
+        sqlx::query_scalar("SELECT quarantined_at FROM imports WHERE id = $1")
+            .bind(id)
+            .fetch_optional(db)
+            .await?;
+    Ok(at.is_none_or(|a| a.is_some()))
+}
+
+/// Withdraw a batch from the corpus: mark it, then derive every contact it
+/// contributed to again from its other rows (a contact left with none goes
+/// out of search). Returns (contacts touched, contacts withdrawn); `None`
+/// when the batch was already quarantined.
+pub async fn quarantine(
+    tx: &mut PgConnection,
+    id: Uuid,
+    by: UserId,
+    reason: &str,
+) -> Result<Option<(usize, u64)>> {
+    // The corpus lock first, as dedupe takes it: the other order could deadlock.
+    crate::corpus::lock(tx).await?;
+    let marked = sqlx::query(
+        "UPDATE imports SET quarantined_at = now(), quarantined_by = $2, quarantine_reason = $3
+         WHERE id = $1 AND quarantined_at IS NULL",
+    )
+    .bind(id)
+    .bind(by.0)
+    .bind(reason)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if marked == 0 {
+        return Ok(None);
+    }
+    let touched: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT DISTINCT contact_id FROM staged_rows WHERE import_id = $1 AND contact_id IS NOT NULL ORDER BY 1",
+    )
+    .bind(id)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut withdrawn = 0;
+    for chunk in touched.chunks(5_000) {
+        withdrawn += crate::corpus::rederive(tx, chunk).await?;
+    }
+    // Its rows waiting for a match decision wait no more.
+    sqlx::query(
+        "DELETE FROM match_candidates m USING staged_rows s
+         WHERE s.id = m.row_id AND s.import_id = $1 AND m.decision IS NULL",
+    )
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
+    Ok(Some((touched.len(), withdrawn)))
 }

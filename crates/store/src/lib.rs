@@ -8,12 +8,16 @@
 
 pub mod api_keys;
 pub mod audit;
+pub mod corpus;
+pub mod corrections;
 pub mod db;
 pub mod error;
 pub mod imports;
+pub mod matches;
 pub mod packages;
 pub mod sessions;
 pub mod staged_rows;
+pub mod sweeps;
 pub mod tenants;
 pub mod usage;
 pub mod users;

@@ -447,6 +447,9 @@ async fn review(
             import.status.as_str()
         )));
     }
+    if import.quarantined_at.is_some() {
+        return Err(ApiError::Conflict("the import is quarantined".into()));
+    }
     let how = match &approve {
         Approve::AllValid => "all_valid",
         Approve::Rows(_) => "rows",

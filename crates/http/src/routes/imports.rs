@@ -24,7 +24,8 @@ use bizcontacts_queue::ledger::Pending;
 use bizcontacts_store::imports::{
     self, Encoding, Import, ImportStatus, NewImport, Progress, Source, CHUNK_BYTES,
 };
-use bizcontacts_store::staged_rows::{self, CopyRows};
+use bizcontacts_store::staged_rows::{self, CopyRows, StagedRow};
+use bizcontacts_store::tenants::Tenant;
 use bizcontacts_store::{packages, usage};
 use chrono::Utc;
 use futures::{Stream, StreamExt};
@@ -455,32 +456,63 @@ async fn manual_entry(
                 .into_response());
         }
     }
-    let (columns, table) = to_table(std::slice::from_ref(&row), "")?;
+    let (layout, staged) = stage_json_row(&row, "body")?;
+    let errors = staged.errors.clone();
+    let mut tx = state.store.pool.begin().await?;
+    let (import, row_id) = stage_single_row(
+        &state,
+        &mut tx,
+        (&scope.tenant, &scope.principal),
+        Source::Manual,
+        key,
+        &layout,
+        &staged,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Created(manual_view(import.id, row_id, errors)).into_response())
+}
+
+/// Validate one JSON row as a one-line CSV file would be; `path` names the
+/// request field when it names no contact field.
+pub(crate) fn stage_json_row(row: &JsonRow, path: &str) -> Result<(Layout, StagedRow), ApiError> {
+    let (columns, table) = to_table(std::slice::from_ref(row), "")?;
     let layout = Layout::from_header(b',', columns.iter().map(String::as_str)).map_err(|_| {
         ApiError::field(
-            "body",
+            path,
             "names no contact field; use company_name, email, phone, website, ...",
         )
     })?;
     let staged = Stager::new(&layout).stage(1, &csv::StringRecord::from(table[0].clone()));
-    let errors = staged.errors.clone();
-    let limits = packages::get(&state.store.pool, scope.tenant.package).await?;
+    Ok((layout, staged))
+}
 
-    let mut tx = state.store.pool.begin().await?;
+/// Stage one validated row as a batch of its own, ready for review, in the
+/// caller's transaction; it counts against the day's import rows.
+pub(crate) async fn stage_single_row(
+    state: &AppState,
+    tx: &mut PgConnection,
+    (tenant, by): (&Tenant, &Principal),
+    source: Source,
+    key: Option<String>,
+    layout: &Layout,
+    staged: &StagedRow,
+) -> Result<(Import, Uuid), ApiError> {
+    let limits = packages::get(&state.store.pool, tenant.package).await?;
     let new = NewImport {
-        tenant_id: scope.tenant_id(),
-        source: Source::Manual,
+        tenant_id: tenant.id,
+        source,
         status: ImportStatus::Processing,
         idempotency_key: key,
         filename: None,
-        created_by: Some(scope.principal.user_id),
+        created_by: Some(by.user_id),
     };
-    let import = imports::create(&mut tx, new).await?.ok_or_else(|| {
+    let import = imports::create(&mut *tx, new).await?.ok_or_else(|| {
         ApiError::Conflict("a request with this Idempotency-Key is in progress".into())
     })?;
     let granted = usage::consume_import_rows(
-        &mut tx,
-        scope.tenant_id(),
+        &mut *tx,
+        tenant.id,
         Utc::now().date_naive(),
         1,
         limits.import_rows_per_day,
@@ -498,9 +530,9 @@ async fn manual_entry(
     )
     .await?;
     let mut rows = CopyRows::new(import.id);
-    let row_id = rows.push(&staged);
-    staged_rows::copy(&mut tx, &rows, 1).await?;
-    let valid = errors.is_empty() as i32;
+    let row_id = rows.push(staged);
+    staged_rows::copy(&mut *tx, &rows, 1).await?;
+    let valid = staged.errors.is_empty() as i32;
     imports::advance(
         &mut *tx,
         import.id,
@@ -512,9 +544,8 @@ async fn manual_entry(
         },
     )
     .await?;
-    imports::finish(&mut tx, import.id, ImportStatus::Staged, None).await?;
-    tx.commit().await?;
-    Ok(Created(manual_view(import.id, row_id, errors)).into_response())
+    imports::finish(&mut *tx, import.id, ImportStatus::Staged, None).await?;
+    Ok((import, row_id))
 }
 
 fn manual_view(import_id: Uuid, row_id: Uuid, errors: Vec<FieldError>) -> ManualEntry {

@@ -4,9 +4,12 @@ use crate::state::AppState;
 use utoipa_axum::router::OpenApiRouter;
 
 pub mod admin;
+pub mod admin_corpus;
 pub mod admin_jobs;
 pub mod api_keys;
+pub mod contacts;
 pub mod health;
+pub mod import_matches;
 pub mod import_review;
 pub mod imports;
 pub mod jobs;
@@ -26,4 +29,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(admin_jobs::router())
         .merge(imports::router())
         .merge(import_review::router())
+        .merge(import_matches::router())
+        .merge(contacts::router())
+        .merge(admin_corpus::router())
 }

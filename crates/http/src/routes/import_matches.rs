@@ -1,0 +1,191 @@
+//! Possible matches of a batch: rows that scored between "different" and
+//! "same" against a contact, shown side by side for a reviewer, whose
+//! decisions send the rows back through dedupe.
+
+use crate::auth::{perm, TenantScope};
+use crate::error::{not_found, ApiError, Problem};
+use crate::extract::{ApiJson, ApiQuery, RequestId};
+use crate::pagination::{Page, PageParams};
+use crate::routes::imports::enqueue_batch_job;
+use crate::state::AppState;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use bizcontacts_store::corpus::{Values, FIELDS};
+use bizcontacts_store::{audit, imports, matches};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa_axum::{router::OpenApiRouter, routes};
+use uuid::Uuid;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list_matches, decide))
+}
+
+#[derive(Deserialize)]
+struct ImportPath {
+    import_id: Uuid,
+}
+
+fn fields(v: &Values) -> serde_json::Map<String, serde_json::Value> {
+    FIELDS
+        .iter()
+        .zip(&v.0)
+        .map(|(f, v)| (f.to_string(), json!(v)))
+        .collect()
+}
+
+/// A staged row beside the contact it may be.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct MatchView {
+    row_id: Uuid,
+    row_number: i32,
+    contact_id: Uuid,
+    score: f32,
+    /// `same`, `different`, or none while waiting.
+    decision: Option<String>,
+    #[schema(value_type = Object)]
+    row: serde_json::Map<String, serde_json::Value>,
+    #[schema(value_type = Object)]
+    contact: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The batch's possible matches in row order.
+#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/imports/{import_id}/matches", tag = "imports", security(("bearer" = [])),
+    params(("tenant_id" = Uuid, Path), ("import_id" = Uuid, Path), PageParams),
+    responses((status = 200, body = Page<MatchView>), (status = 404, body = Problem)))]
+async fn list_matches(
+    State(state): State<AppState>,
+    scope: TenantScope<perm::ImportsRead>,
+    Path(ImportPath { import_id }): Path<ImportPath>,
+    ApiQuery(page): ApiQuery<PageParams>,
+) -> Result<Json<Page<MatchView>>, ApiError> {
+    let limit = page.limit()?;
+    let offset = page.offset()?;
+    let import = imports::get(&state.store.pool, Some(scope.tenant_id()), import_id)
+        .await
+        .map_err(not_found("import"))?;
+    let pairs = matches::list(&state.store.pool, import.id, offset, limit + 1).await?;
+    let items = pairs
+        .into_iter()
+        .map(|p| MatchView {
+            row_id: p.row_id,
+            row_number: p.row_number,
+            contact_id: p.contact_id,
+            score: p.score,
+            decision: p.decision,
+            row: fields(&p.row),
+            contact: fields(&p.contact),
+        })
+        .collect();
+    Ok(Json(Page::from_offset(items, offset, limit)))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Decision {
+    Same,
+    Different,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MatchDecision {
+    row_id: Uuid,
+    contact_id: Uuid,
+    decision: Decision,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DecideRequest {
+    decisions: Vec<MatchDecision>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct DecideResult {
+    decided: u64,
+    /// The dedupe job that places the decided rows.
+    job_id: Option<Uuid>,
+}
+
+/// Decide possible matches. A row said to be the same as a contact merges
+/// into it; a row different from all its candidates becomes a contact of its
+/// own (or matches elsewhere). Only open pairs of this batch count.
+#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/imports/{import_id}/matches", tag = "imports", security(("bearer" = [])),
+    params(("tenant_id" = Uuid, Path), ("import_id" = Uuid, Path)), request_body = DecideRequest,
+    responses((status = 202, body = DecideResult), (status = 200, body = DecideResult, description = "nothing was open"),
+        (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+#[tracing::instrument(skip_all, fields(tenant_id = %scope.tenant_id()))]
+async fn decide(
+    State(state): State<AppState>,
+    scope: TenantScope<perm::ImportsReview>,
+    RequestId(request_id): RequestId,
+    Path(ImportPath { import_id }): Path<ImportPath>,
+    ApiJson(req): ApiJson<DecideRequest>,
+) -> Result<Response, ApiError> {
+    if req.decisions.is_empty() || req.decisions.len() > 1_000 {
+        return Err(ApiError::field(
+            "decisions",
+            "must hold 1 to 1000 decisions",
+        ));
+    }
+    let import = imports::get(&state.store.pool, Some(scope.tenant_id()), import_id)
+        .await
+        .map_err(not_found("import"))?;
+    if import.quarantined_at.is_some() {
+        return Err(ApiError::Conflict("the import is quarantined".into()));
+    }
+    let decisions: Vec<(Uuid, Uuid, bool)> = req
+        .decisions
+        .iter()
+        .map(|d| (d.row_id, d.contact_id, matches!(d.decision, Decision::Same)))
+        .collect();
+    let mut tx = state.store.pool.begin().await?;
+    let decided = matches::decide(
+        &mut tx,
+        import.id,
+        &decisions,
+        Some(scope.principal.user_id.0),
+    )
+    .await?;
+    let mut pending = None;
+    let mut job_id = None;
+    if decided > 0 {
+        audit::record(
+            &mut *tx,
+            scope.principal.event(
+                Some(scope.tenant_id()),
+                "import.matches_decided",
+                ("import", import.id.to_string()),
+                json!({ "decided": decided }),
+                request_id.as_deref(),
+            ),
+        )
+        .await?;
+        if let Some(handler) = state.registry.get("dedupe") {
+            let (id, p) = enqueue_batch_job(
+                &state,
+                &mut tx,
+                &scope.principal,
+                scope.tenant_id(),
+                handler.as_ref(),
+                import.id,
+            )
+            .await?;
+            job_id = Some(id);
+            pending = Some(p);
+        }
+    }
+    tx.commit().await?;
+    if let Some(p) = pending {
+        state.ledger.push(p).await;
+    }
+    let status = if job_id.is_some() {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(DecideResult { decided, job_id })).into_response())
+}

@@ -1,0 +1,121 @@
+//! Record linkage for the governed corpus, kept free of I/O so it can be
+//! tested and measured on its own.
+//!
+//! Matching has two steps, as in every production entity-resolution system:
+//! 1. **Blocking** ([`Prepared::blocking_keys`]): a record only meets the
+//!    records that share one of its keys (email, E.164 phone, website
+//!    domain, company name with city or postcode, person with company), so the
+//!    work grows with the candidates, not with the corpus.
+//! 2. **Scoring** ([`score`]): a Fellegi-Sunter style sum of evidence per field
+//!    (agreement adds, disagreement subtracts, a missing value says nothing),
+//!    then [`Thresholds::verdict`]: same, possible (a reviewer decides) or
+//!    different.
+
+mod keys;
+mod score;
+
+pub use keys::{company_key, person_key, simple_key};
+pub use score::{score, Thresholds, Verdict};
+
+/// The values of a contact or a staged row that matching looks at, already
+/// normalized by the domain layer (E.164 phone, registrable domain, ...).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Record {
+    pub company_name: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub domain: Option<String>,
+    pub address: Option<String>,
+    pub city: Option<String>,
+    pub postcode: Option<String>,
+    pub country: Option<String>,
+}
+
+/// A record with its comparison keys computed once.
+#[derive(Debug, Clone, Default)]
+pub struct Prepared {
+    /// Company name without case, accents, punctuation or legal suffix.
+    pub company: String,
+    /// First and last name tokens, sorted (so swapped names still agree).
+    pub person: String,
+    pub email: String,
+    pub phone: String,
+    /// Website domain; empty for hosts many companies share (gmail.com, ...).
+    pub domain: String,
+    pub address: String,
+    pub city: String,
+    pub postcode: String,
+    pub country: String,
+}
+
+impl Prepared {
+    pub fn new(r: &Record) -> Self {
+        let s = |v: &Option<String>| v.as_deref().map(simple_key).unwrap_or_default();
+        let domain = r
+            .domain
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .filter(|d| !keys::is_shared_host(d))
+            .unwrap_or_default();
+        Self {
+            company: r
+                .company_name
+                .as_deref()
+                .map(company_key)
+                .unwrap_or_default(),
+            person: person_key(r.first_name.as_deref(), r.last_name.as_deref()),
+            email: r
+                .email
+                .as_deref()
+                .map(|e| e.trim().to_lowercase())
+                .unwrap_or_default(),
+            phone: r.phone.clone().unwrap_or_default(),
+            domain,
+            address: s(&r.address),
+            city: s(&r.city),
+            postcode: r
+                .postcode
+                .as_deref()
+                .map(|p| {
+                    p.chars()
+                        .filter(|c| c.is_alphanumeric())
+                        .collect::<String>()
+                        .to_uppercase()
+                })
+                .unwrap_or_default(),
+            country: r.country.clone().unwrap_or_default(),
+        }
+    }
+
+    /// The keys under which this record is filed and looked up. Two records
+    /// can only be compared when they share one.
+    pub fn blocking_keys(&self) -> Vec<String> {
+        let mut keys = Vec::with_capacity(6);
+        if !self.email.is_empty() {
+            keys.push(format!("e:{}", self.email));
+        }
+        if !self.phone.is_empty() {
+            keys.push(format!("p:{}", self.phone));
+        }
+        if !self.domain.is_empty() {
+            keys.push(format!("d:{}", self.domain));
+        }
+        if !self.company.is_empty() {
+            if !self.city.is_empty() {
+                keys.push(format!("c:{}|{}", self.company, self.city));
+            }
+            if !self.postcode.is_empty() {
+                keys.push(format!("z:{}|{}", self.company, self.postcode));
+            }
+            if !self.person.is_empty() {
+                keys.push(format!("n:{}|{}", self.person, self.company));
+            }
+        }
+        if !self.person.is_empty() && !self.address.is_empty() {
+            keys.push(format!("a:{}|{}", self.person, self.address));
+        }
+        keys
+    }
+}

@@ -1,0 +1,490 @@
+//! The governed corpus: canonical contacts, their provenance and their
+//! blocking keys.
+//!
+//! Provenance is the staged rows themselves: a row that merged into or
+//! created a contact records which (`contact_id`, `outcome`, `merged_at`),
+//! and its batch says tenant and source. A contact's current values are a
+//! fold of its rows in merge order ([`Values::absorb`]), so they can always
+//! be derived again from what remains ([`rederive`], after a quarantine).
+//!
+//! Writers serialize on one advisory lock ([`lock`]) for the length of a
+//! chunk's transaction: matching reads the contacts a chunk could join and
+//! writes its merges under the same lock, so two dedupe jobs with
+//! overlapping contacts can never both create the same contact. Per-key
+//! locks would need thousands of locks per chunk; one short critical section
+//! per chunk is cheaper and makes the outcome independent of worker count.
+
+use crate::Result;
+use bizcontacts_matching::{Prepared, Record};
+use sqlx::{PgConnection, PgExecutor, Row};
+use std::collections::HashMap;
+use uuid::Uuid;
+
+/// The contact fields in storage order; [`Values`] holds them in this order.
+pub const FIELDS: [&str; 16] = [
+    "company_name",
+    "first_name",
+    "last_name",
+    "email",
+    "phone",
+    "website",
+    "domain",
+    "address",
+    "city",
+    "postcode",
+    "region",
+    "country",
+    "segment",
+    "type",
+    "mcc",
+    "category",
+];
+
+/// Fields that travel together: a value of one without the other would be
+/// a website whose domain is another's, or an MCC with a foreign category.
+const PAIRED: [(usize, usize); 2] = [(5, 6), (14, 15)];
+
+/// One value per [`FIELDS`] entry.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Values(pub [Option<String>; 16]);
+
+impl Values {
+    pub fn get(&self, field: &str) -> Option<&str> {
+        let i = FIELDS.iter().position(|f| *f == field)?;
+        self.0[i].as_deref()
+    }
+
+    /// Survivorship: fold one contributing row into the current values.
+    /// A reviewed correction beats any import and marks its field; otherwise
+    /// the newer non-empty value wins, except over a corrected field.
+    pub fn absorb(&mut self, row: &Values, correction: bool, corrected: &mut Vec<String>) {
+        for (i, value) in row.0.iter().enumerate() {
+            let Some(value) = value.as_deref().filter(|v| !v.is_empty()) else {
+                continue;
+            };
+            let name = FIELDS[i];
+            let partner = PAIRED
+                .iter()
+                .find_map(|&(a, b)| (a == i).then_some(b).or((b == i).then_some(a)));
+            if correction {
+                if !corrected.iter().any(|c| c == name) {
+                    corrected.push(name.to_string());
+                }
+            } else if corrected.iter().any(|c| c == name) {
+                continue;
+            }
+            self.0[i] = Some(value.to_string());
+            if let Some(p) = partner {
+                // The partner comes from the same row, even when empty there.
+                self.0[p] = row.0[p].clone();
+            }
+        }
+    }
+
+    /// What matching compares.
+    pub fn record(&self) -> Record {
+        let v = |i: usize| self.0[i].clone();
+        Record {
+            company_name: v(0),
+            first_name: v(1),
+            last_name: v(2),
+            email: v(3),
+            phone: v(4),
+            domain: v(6),
+            address: v(7),
+            city: v(8),
+            postcode: v(9),
+            country: v(11),
+        }
+    }
+
+    pub(crate) fn from_row(row: &sqlx::postgres::PgRow, offset: usize) -> Result<Self> {
+        let mut v = Values::default();
+        for i in 0..FIELDS.len() {
+            v.0[i] = row.try_get(offset + i)?;
+        }
+        Ok(v)
+    }
+}
+
+pub(crate) fn columns(prefix: &str) -> String {
+    FIELDS
+        .iter()
+        .map(|f| format!("{prefix}{f}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Take the corpus writers' lock until the transaction ends.
+pub async fn lock(tx: &mut PgConnection) -> Result<()> {
+    // An arbitrary constant naming "the corpus" among advisory locks.
+    sqlx::query("SELECT pg_advisory_xact_lock(7_401_202_611_230_005)")
+        .execute(tx)
+        .await?;
+    Ok(())
+}
+
+/// A canonical contact as matching and the API see it.
+#[derive(Debug, Clone)]
+pub struct Contact {
+    pub id: Uuid,
+    pub values: Values,
+    pub corrected_fields: Vec<String>,
+    pub active: bool,
+    pub merged_into: Option<Uuid>,
+}
+
+pub async fn load(db: impl PgExecutor<'_>, ids: &[Uuid]) -> Result<Vec<Contact>> {
+    let rows = sqlx::query(&format!(
+        "SELECT id, corrected_fields, active, merged_into, {} FROM contacts WHERE id = ANY($1)",
+        columns("")
+    ))
+    .bind(ids)
+    .fetch_all(db)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Contact {
+                id: r.try_get(0)?,
+                corrected_fields: r.try_get(1)?,
+                active: r.try_get(2)?,
+                merged_into: r.try_get(3)?,
+                values: Values::from_row(r, 4)?,
+            })
+        })
+        .collect()
+}
+
+/// The active contacts filed under any of `keys`, as (key, contact) pairs.
+pub async fn by_keys(db: impl PgExecutor<'_>, keys: &[String]) -> Result<Vec<(String, Uuid)>> {
+    Ok(
+        sqlx::query_as("SELECT key, contact_id FROM contact_keys WHERE key = ANY($1)")
+            .bind(keys)
+            .fetch_all(db)
+            .await?,
+    )
+}
+
+/// An approved row waiting for dedupe.
+#[derive(Debug, Clone)]
+pub struct PendingRow {
+    pub id: Uuid,
+    pub row_number: i32,
+    pub values: Values,
+    /// Set on corrections: the contact the row corrects.
+    pub target: Option<Uuid>,
+}
+
+/// Approved rows of a batch after `after_row`, in row order, leaving out
+/// rows that wait for a reviewer's match decision.
+pub async fn pending_rows(
+    db: impl PgExecutor<'_>,
+    import_id: Uuid,
+    after_row: i32,
+    limit: i64,
+) -> Result<Vec<PendingRow>> {
+    let rows = sqlx::query(&format!(
+        "SELECT s.id, s.row_number, s.target_contact_id, {}
+         FROM staged_rows s
+         WHERE s.import_id = $1 AND s.status = 'approved' AND s.row_number > $2
+           AND NOT EXISTS (SELECT 1 FROM match_candidates m WHERE m.row_id = s.id AND m.decision IS NULL)
+         ORDER BY s.row_number LIMIT $3",
+        columns("s.")
+    ))
+    .bind(import_id)
+    .bind(after_row)
+    .bind(limit)
+    .fetch_all(db)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(PendingRow {
+                id: r.try_get(0)?,
+                row_number: r.try_get(1)?,
+                target: r.try_get(2)?,
+                values: Values::from_row(r, 3)?,
+            })
+        })
+        .collect()
+}
+
+/// How many rows [`pending_rows`] would return in all.
+pub async fn count_pending(db: impl PgExecutor<'_>, import_id: Uuid) -> Result<i64> {
+    Ok(sqlx::query_scalar(
+        "SELECT count(*) FROM staged_rows s WHERE s.import_id = $1 AND s.status = 'approved'
+           AND NOT EXISTS (SELECT 1 FROM match_candidates m WHERE m.row_id = s.id AND m.decision IS NULL)",
+    )
+    .bind(import_id)
+    .fetch_one(db)
+    .await?)
+}
+
+/// Reviewers' match decisions for these rows: row -> [(contact, same?)].
+pub async fn decisions(
+    db: impl PgExecutor<'_>,
+    rows: &[Uuid],
+) -> Result<HashMap<Uuid, Vec<(Uuid, bool)>>> {
+    let found: Vec<(Uuid, Uuid, String)> = sqlx::query_as(
+        "SELECT row_id, contact_id, decision FROM match_candidates
+         WHERE row_id = ANY($1) AND decision IS NOT NULL ORDER BY row_id, contact_id",
+    )
+    .bind(rows)
+    .fetch_all(db)
+    .await?;
+    let mut out: HashMap<Uuid, Vec<(Uuid, bool)>> = HashMap::new();
+    for (row, contact, decision) in found {
+        out.entry(row)
+            .or_default()
+            .push((contact, decision == "same"));
+    }
+    Ok(out)
+}
+
+/// The contact a merged-away contact now lives in (sweeps merge contacts).
+pub async fn resolve(db: &mut PgConnection, id: Uuid) -> Result<Option<Uuid>> {
+    let mut current = id;
+    for _ in 0..32 {
+        let next: Option<(Option<Uuid>,)> =
+            sqlx::query_as("SELECT merged_into FROM contacts WHERE id = $1")
+                .bind(current)
+                .fetch_optional(&mut *db)
+                .await?;
+        match next {
+            None => return Ok(None),
+            Some((None,)) => return Ok(Some(current)),
+            Some((Some(n),)) => current = n,
+        }
+    }
+    Ok(None)
+}
+
+/// Everything one dedupe chunk writes, in one transaction.
+#[derive(Default)]
+pub struct ChunkWrites {
+    pub created: Vec<Contact>,
+    pub updated: Vec<Contact>,
+    pub keys: Vec<(String, Uuid)>,
+    /// (row, contact, created?)
+    pub links: Vec<(Uuid, Uuid, bool)>,
+    /// (row, contact, score) pairs for a reviewer.
+    pub possible: Vec<(Uuid, Uuid, f32)>,
+}
+
+/// Column arrays for UNNEST: one `text[]` per field.
+fn field_arrays(contacts: &[Contact]) -> Vec<Vec<Option<String>>> {
+    (0..FIELDS.len())
+        .map(|i| contacts.iter().map(|c| c.values.0[i].clone()).collect())
+        .collect()
+}
+
+fn unnest_fields(first_param: usize) -> String {
+    (0..FIELDS.len())
+        .map(|i| format!("${}::text[]", first_param + i))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Insert new contacts or overwrite the values of existing ones.
+async fn save_contacts(tx: &mut PgConnection, contacts: &[Contact], insert: bool) -> Result<()> {
+    if contacts.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = contacts.iter().map(|c| c.id).collect();
+    // Postgres arrays cannot be ragged: corrected fields travel as one joined text.
+    let corrected: Vec<String> = contacts
+        .iter()
+        .map(|c| c.corrected_fields.join(","))
+        .collect();
+    let (cols, arrays) = (columns(""), unnest_fields(3));
+    let sql = if insert {
+        format!(
+            "INSERT INTO contacts (id, corrected_fields, {cols})
+             SELECT id, coalesce(string_to_array(nullif(cf, ''), ','), '{{}}'), {cols}
+             FROM UNNEST($1::uuid[], $2::text[], {arrays}) AS t(id, cf, {cols})"
+        )
+    } else {
+        let sets = FIELDS
+            .iter()
+            .map(|f| format!("{f} = t.{f}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "UPDATE contacts c SET {sets}, updated_at = now(),
+                    corrected_fields = coalesce(string_to_array(nullif(t.cf, ''), ','), '{{}}')
+             FROM UNNEST($1::uuid[], $2::text[], {arrays}) AS t(id, cf, {cols})
+             WHERE c.id = t.id"
+        )
+    };
+    let mut q = sqlx::query(&sql).bind(&ids).bind(&corrected);
+    for column in field_arrays(contacts) {
+        q = q.bind(column);
+    }
+    q.execute(&mut *tx).await?;
+    Ok(())
+}
+
+/// Write a chunk's merges; returns (merged, created) row counts.
+pub async fn write(tx: &mut PgConnection, import_id: Uuid, w: &ChunkWrites) -> Result<(i32, i32)> {
+    save_contacts(tx, &w.created, true).await?;
+    save_contacts(tx, &w.updated, false).await?;
+    add_keys(tx, &w.keys).await?;
+    let (rows, contacts, created): (Vec<Uuid>, Vec<Uuid>, Vec<bool>) =
+        w.links
+            .iter()
+            .fold((vec![], vec![], vec![]), |mut acc, (r, c, n)| {
+                acc.0.push(*r);
+                acc.1.push(*c);
+                acc.2.push(*n);
+                acc
+            });
+    sqlx::query(
+        "UPDATE staged_rows s SET status = 'merged', contact_id = t.contact, merged_at = now(),
+                outcome = CASE WHEN t.created THEN 'created' ELSE 'merged' END
+         FROM UNNEST($1::uuid[], $2::uuid[], $3::bool[]) AS t(row_id, contact, created)
+         WHERE s.id = t.row_id AND s.status = 'approved'",
+    )
+    .bind(&rows)
+    .bind(&contacts)
+    .bind(&created)
+    .execute(&mut *tx)
+    .await?;
+    if !w.possible.is_empty() {
+        let (r, c, s): (Vec<Uuid>, Vec<Uuid>, Vec<f32>) =
+            w.possible
+                .iter()
+                .fold((vec![], vec![], vec![]), |mut acc, (r, c, s)| {
+                    acc.0.push(*r);
+                    acc.1.push(*c);
+                    acc.2.push(*s);
+                    acc
+                });
+        sqlx::query(
+            "INSERT INTO match_candidates (row_id, contact_id, score)
+             SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::real[]) ON CONFLICT DO NOTHING",
+        )
+        .bind(&r)
+        .bind(&c)
+        .bind(&s)
+        .execute(&mut *tx)
+        .await?;
+    }
+    let new = created.iter().filter(|c| **c).count() as i32;
+    let merged = created.len() as i32 - new;
+    sqlx::query(
+        "UPDATE imports SET merged_rows = merged_rows + $2, created_rows = created_rows + $3 WHERE id = $1",
+    )
+    .bind(import_id)
+    .bind(merged)
+    .bind(new)
+    .execute(&mut *tx)
+    .await?;
+    Ok((merged, new))
+}
+
+async fn add_keys(tx: &mut PgConnection, keys: &[(String, Uuid)]) -> Result<()> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let (k, c): (Vec<&str>, Vec<Uuid>) = keys.iter().map(|(k, c)| (k.as_str(), *c)).unzip();
+    sqlx::query(
+        "INSERT INTO contact_keys (key, contact_id)
+         SELECT * FROM UNNEST($1::text[], $2::uuid[]) ON CONFLICT DO NOTHING",
+    )
+    .bind(&k)
+    .bind(&c)
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+/// Derive contacts again from their remaining rows (those of batches not
+/// quarantined), rebuilding their keys; a contact with no row left becomes
+/// inactive. Returns how many were deactivated.
+pub async fn rederive(tx: &mut PgConnection, ids: &[Uuid]) -> Result<u64> {
+    let rows = sqlx::query(&format!(
+        "SELECT s.contact_id, i.source = 'correction', {}
+         FROM staged_rows s JOIN imports i ON i.id = s.import_id
+         WHERE s.contact_id = ANY($1) AND s.status = 'merged' AND i.quarantined_at IS NULL
+         ORDER BY s.contact_id, s.merged_at, s.id",
+        columns("s.")
+    ))
+    .bind(ids)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut derived: HashMap<Uuid, Contact> = HashMap::new();
+    let mut keys = Vec::new();
+    for r in &rows {
+        let id: Uuid = r.try_get(0)?;
+        let correction: bool = r.try_get(1)?;
+        let values = Values::from_row(r, 2)?;
+        let c = derived.entry(id).or_insert_with(|| Contact {
+            id,
+            values: Values::default(),
+            corrected_fields: vec![],
+            active: true,
+            merged_into: None,
+        });
+        c.values
+            .absorb(&values, correction, &mut c.corrected_fields);
+        if !correction {
+            keys.extend(
+                Prepared::new(&values.record())
+                    .blocking_keys()
+                    .into_iter()
+                    .map(|k| (k, id)),
+            );
+        }
+    }
+    sqlx::query("DELETE FROM contact_keys WHERE contact_id = ANY($1)")
+        .bind(ids)
+        .execute(&mut *tx)
+        .await?;
+    let gone: Vec<Uuid> = ids
+        .iter()
+        .filter(|id| !derived.contains_key(id))
+        .copied()
+        .collect();
+    let deactivated = sqlx::query(
+        "UPDATE contacts SET active = false, updated_at = now() WHERE id = ANY($1) AND active",
+    )
+    .bind(&gone)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    let updated: Vec<Contact> = derived.into_values().collect();
+    save_contacts(tx, &updated, false).await?;
+    add_keys(tx, &keys).await?;
+    Ok(deactivated)
+}
+
+/// Merge contacts into others (`(from, into)`, `into` never itself merged
+/// away): the rows and keys of `from` move, `from` is retired, and each
+/// `into` is derived again from all its rows.
+pub async fn merge_contacts(tx: &mut PgConnection, merges: &[(Uuid, Uuid)]) -> Result<()> {
+    let (from, into): (Vec<Uuid>, Vec<Uuid>) = merges.iter().copied().unzip();
+    sqlx::query(
+        "UPDATE staged_rows s SET contact_id = t.into_id
+         FROM UNNEST($1::uuid[], $2::uuid[]) AS t(from_id, into_id) WHERE s.contact_id = t.from_id",
+    )
+    .bind(&from)
+    .bind(&into)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "UPDATE contacts c SET active = false, merged_into = t.into_id, updated_at = now()
+         FROM UNNEST($1::uuid[], $2::uuid[]) AS t(from_id, into_id) WHERE c.id = t.from_id",
+    )
+    .bind(&from)
+    .bind(&into)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("DELETE FROM contact_keys WHERE contact_id = ANY($1)")
+        .bind(&from)
+        .execute(&mut *tx)
+        .await?;
+    let mut targets = into;
+    targets.sort_unstable();
+    targets.dedup();
+    rederive(tx, &targets).await?;
+    Ok(())
+}

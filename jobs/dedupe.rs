@@ -1,0 +1,208 @@
+//! `dedupe`: approved staged rows become canonical contacts, once.
+//!
+//! Two modes, one kind:
+//! - `{import_id}` (enqueued by a review): the batch's approved rows, a
+//!   chunk per transaction, in row order. Each chunk takes the corpus lock,
+//!   loads the contacts sharing a blocking key with its rows, plans merges
+//!   in memory ([`crate::dedupe_plan`]) and writes them with the rows'
+//!   links and the batch's counters.
+//! - `{sweep: true, apply}` (platform admins): the whole corpus in chunks,
+//!   see [`crate::dedupe_sweep`].
+//!
+//! Idempotent: a chunk's merges and its rows' new status commit together,
+//! so a re-run after a crash only sees the rows not yet merged; a created
+//! contact takes its first row's id, so it cannot be created twice.
+
+use crate::dedupe_plan::{Placed, Plan};
+use crate::dedupe_sweep;
+use anyhow::Context;
+use async_trait::async_trait;
+use bizcontacts_domain::batch::Source;
+use bizcontacts_domain::Permission;
+use bizcontacts_matching::Thresholds;
+use bizcontacts_queue::handler::{JobContext, JobError, JobHandler, RetryPolicy, Starter};
+use bizcontacts_store::{corpus, imports, StoreError};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::time::Duration;
+use uuid::Uuid;
+
+pub const KIND: &str = "dedupe";
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Params {
+    /// The batch whose approved rows to take in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub import_id: Option<Uuid>,
+    /// Re-check the whole corpus instead.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sweep: bool,
+    /// With `sweep`: merge what scores as the same contact; otherwise only report.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub apply: bool,
+}
+
+impl Params {
+    fn check(&self) -> Result<(), String> {
+        match (self.import_id, self.sweep) {
+            (Some(_), true) => Err("give either import_id or sweep, not both".into()),
+            (None, false) => Err("give import_id, or sweep: true".into()),
+            (Some(_), false) if self.apply => Err("apply only goes with sweep".into()),
+            _ => Ok(()),
+        }
+    }
+}
+
+pub struct DedupeJob {
+    pub thresholds: Thresholds,
+    /// Rows (or contacts, when sweeping) per transaction.
+    pub chunk: i64,
+}
+
+#[async_trait]
+impl JobHandler for DedupeJob {
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    fn starter(&self) -> Starter {
+        Starter::Intake(Permission::ImportsReview)
+    }
+
+    fn retry(&self) -> RetryPolicy {
+        RetryPolicy::new(8, Duration::from_secs(5), Duration::from_secs(300))
+    }
+
+    fn validate(&self, params: &serde_json::Value) -> Result<(), String> {
+        Params::deserialize(params)
+            .map_err(|e| e.to_string())?
+            .check()
+    }
+
+    #[tracing::instrument(skip_all, fields(job_id = %ctx.job_id))]
+    async fn run(&self, ctx: &mut JobContext) -> Result<(), JobError> {
+        let params: Params = ctx.params()?;
+        params
+            .check()
+            .map_err(|e| JobError::Permanent(anyhow::anyhow!(e)))?;
+        if params.sweep && ctx.tenant_id.is_some() {
+            // Sweeps span every tenant's contributions: platform only.
+            return Err(JobError::Permanent(anyhow::anyhow!(
+                "a sweep is started by a platform admin, never for a tenant"
+            )));
+        }
+        match params.import_id {
+            Some(id) => self.take_in(ctx, id).await,
+            None => dedupe_sweep::run(ctx, self.thresholds, self.chunk, params.apply).await,
+        }
+    }
+}
+
+impl DedupeJob {
+    async fn take_in(&self, ctx: &mut JobContext, import_id: Uuid) -> Result<(), JobError> {
+        let pool = ctx.pool().clone();
+        let batch = match imports::get(&pool, ctx.tenant_id, import_id).await {
+            Err(StoreError::NotFound) => {
+                return Err(JobError::Permanent(anyhow::anyhow!(
+                    "import {import_id} does not exist"
+                )))
+            }
+            other => other.context("loading the batch")?,
+        };
+        let correction = batch.source == Source::Correction;
+        let total = corpus::count_pending(&pool, import_id)
+            .await
+            .context("counting rows")?;
+        let (mut done, mut after) = (0i64, 0i32);
+        let (mut merged, mut created, mut waiting) = (0i64, 0i64, 0i64);
+        loop {
+            ctx.checkpoint().await?;
+            let mut tx = pool.begin().await?;
+            corpus::lock(&mut tx).await.context("corpus lock")?;
+            // A quarantined batch contributes nothing more.
+            let rows = if imports::is_quarantined(&mut *tx, import_id)
+                .await
+                .context("batch")?
+            {
+                vec![]
+            } else {
+                corpus::pending_rows(&mut *tx, import_id, after, self.chunk)
+                    .await
+                    .context("reading approved rows")?
+            };
+            let Some(last) = rows.last() else {
+                ctx.complete_in(&mut tx).await?;
+                tx.commit().await?;
+                tracing::info!(%import_id, merged, created, waiting, "dedupe finished");
+                return Ok(());
+            };
+            after = last.row_number;
+            let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+            let decisions = corpus::decisions(&mut *tx, &ids)
+                .await
+                .context("decisions")?;
+
+            // Contacts a row must join: its correction target or a reviewer's "same".
+            let mut targets = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let named = row.target.or_else(|| {
+                    decisions
+                        .get(&row.id)
+                        .and_then(|d| d.iter().find(|(_, same)| *same).map(|(c, _)| *c))
+                });
+                let resolved = match named {
+                    Some(id) => corpus::resolve(&mut tx, id).await.context("resolving")?,
+                    None => None,
+                };
+                targets.push(resolved);
+            }
+            let keys: Vec<String> = rows
+                .iter()
+                .flat_map(|r| {
+                    bizcontacts_matching::Prepared::new(&r.values.record()).blocking_keys()
+                })
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            let hits = corpus::by_keys(&mut *tx, &keys)
+                .await
+                .context("key lookup")?;
+            let ids: Vec<Uuid> = hits
+                .iter()
+                .map(|(_, id)| *id)
+                .chain(targets.iter().flatten().copied())
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            let contacts = corpus::load(&mut *tx, &ids)
+                .await
+                .context("loading contacts")?;
+
+            let mut plan = Plan::new(self.thresholds, contacts, hits);
+            for (row, target) in rows.iter().zip(&targets) {
+                let excluded: Vec<Uuid> = decisions
+                    .get(&row.id)
+                    .map(|d| {
+                        d.iter()
+                            .filter(|(_, same)| !same)
+                            .map(|(c, _)| *c)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                match plan.place(row, *target, &excluded, correction) {
+                    Placed::Merged(_) => merged += 1,
+                    Placed::Created(_) => created += 1,
+                    Placed::Possible(_) => waiting += 1,
+                }
+            }
+            corpus::write(&mut tx, import_id, &plan.into_writes())
+                .await
+                .context("writing merges")?;
+            tx.commit().await?;
+            done += rows.len() as i64;
+            let message = format!("{merged} merged, {created} created, {waiting} for review");
+            ctx.progress(done, Some(total), Some(&message)).await?;
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! `dedupe` with `sweep`: re-check the whole corpus for contacts that are
+//! one, in chunks of contacts in id order, with a resumable cursor.
+//!
+//! Each pair is looked at once (from its lower id). Without `apply` a sweep
+//! only records the pairs that score as possible or same matches; with it,
+//! pairs scoring as the same contact are merged: the higher id's rows move
+//! to the lower id, which is derived again, and the other is retired
+//! (`merged_into`). Merging takes the corpus lock like any dedupe chunk.
+
+use anyhow::Context;
+use bizcontacts_matching::{score, Prepared, Thresholds, Verdict};
+use bizcontacts_queue::handler::{JobContext, JobError};
+use bizcontacts_store::{corpus, sweeps};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use uuid::Uuid;
+
+pub async fn run(
+    ctx: &mut JobContext,
+    thresholds: Thresholds,
+    chunk: i64,
+    apply: bool,
+) -> Result<(), JobError> {
+    let pool = ctx.pool().clone();
+    let mut state = sweeps::start(&pool, ctx.job_id, apply)
+        .await
+        .context("sweep state")?;
+    let total = sweeps::count_active(&pool).await.context("counting")?;
+    loop {
+        ctx.checkpoint().await?;
+        let mut tx = pool.begin().await?;
+        if apply {
+            corpus::lock(&mut tx).await.context("corpus lock")?;
+        }
+        let batch = sweeps::active_after(&mut *tx, state.cursor, chunk)
+            .await
+            .context("reading contacts")?;
+        let Some(last) = batch.last() else {
+            ctx.complete_in(&mut tx).await?;
+            tx.commit().await?;
+            tracing::info!(
+                checked = state.checked,
+                candidates = state.candidates,
+                merged = state.merged,
+                "sweep finished"
+            );
+            return Ok(());
+        };
+        let last = last.id;
+        let prepared: Vec<(Uuid, Prepared)> = batch
+            .iter()
+            .map(|c| (c.id, Prepared::new(&c.values.record())))
+            .collect();
+        let keys: Vec<String> = prepared
+            .iter()
+            .flat_map(|(_, p)| p.blocking_keys())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let hits = corpus::by_keys(&mut *tx, &keys)
+            .await
+            .context("key lookup")?;
+        let mut by_key: HashMap<&str, Vec<Uuid>> = HashMap::new();
+        for (k, id) in &hits {
+            by_key.entry(k.as_str()).or_default().push(*id);
+        }
+        let others: Vec<Uuid> = hits
+            .iter()
+            .map(|(_, id)| *id)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let loaded: HashMap<Uuid, Prepared> = corpus::load(&mut *tx, &others)
+            .await
+            .context("loading candidates")?
+            .into_iter()
+            .filter(|c| c.active)
+            .map(|c| (c.id, Prepared::new(&c.values.record())))
+            .collect();
+
+        let mut found = Vec::new();
+        for (a, pa) in &prepared {
+            let candidates: BTreeSet<Uuid> = pa
+                .blocking_keys()
+                .iter()
+                .filter_map(|k| by_key.get(k.as_str()))
+                .flatten()
+                .filter(|b| *b > a)
+                .copied()
+                .collect();
+            for b in candidates {
+                let Some(pb) = loaded.get(&b) else { continue };
+                let s = score(pa, pb);
+                match thresholds.verdict(s) {
+                    Verdict::Different => {}
+                    v => found.push((*a, b, s, apply && v == Verdict::Same)),
+                }
+            }
+        }
+        // Merges: every contact goes to the lowest id it is the same as.
+        let mut into: BTreeMap<Uuid, Uuid> = BTreeMap::new();
+        for (a, b, _, merge) in &found {
+            if *merge && !into.contains_key(b) {
+                let mut root = *a;
+                while let Some(next) = into.get(&root) {
+                    root = *next;
+                }
+                if root != *b {
+                    into.insert(*b, root);
+                }
+            }
+        }
+        let merges: Vec<(Uuid, Uuid)> = into
+            .iter()
+            .map(|(from, to)| {
+                let mut root = *to;
+                while let Some(next) = into.get(&root) {
+                    root = *next;
+                }
+                (*from, root)
+            })
+            .collect();
+        if !merges.is_empty() {
+            corpus::merge_contacts(&mut tx, &merges)
+                .await
+                .context("merging")?;
+        }
+        let found: Vec<(Uuid, Uuid, f32, bool)> = found
+            .into_iter()
+            .map(|(a, b, s, _)| (a, b, s, into.contains_key(&b)))
+            .collect();
+        state = sweeps::advance(
+            &mut tx,
+            ctx.job_id,
+            last,
+            batch.len() as i64,
+            &found,
+            merges.len() as i64,
+        )
+        .await
+        .context("recording the chunk")?;
+        tx.commit().await?;
+        let message = format!(
+            "{} candidate pairs, {} merged",
+            state.candidates, state.merged
+        );
+        ctx.progress(state.checked, Some(total), Some(&message))
+            .await?;
+    }
+}
