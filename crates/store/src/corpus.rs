@@ -118,7 +118,7 @@ pub(crate) fn columns(prefix: &str) -> String {
 /// Take the corpus writers' lock until the transaction ends.
 pub async fn lock(tx: &mut PgConnection) -> Result<()> {
     // An arbitrary constant naming "the corpus" among advisory locks.
-    sqlx::query("SELECT pg_advisory_xact_lock(7_401_202_611_230_005)")
+    sqlx::query("SELECT pg_advisory_xact_lock(7401202611230005)")
         .execute(tx)
         .await?;
     Ok(())
