@@ -65,6 +65,21 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 1_000_000)]
         rows: usize,
     },
+    /// Labelled contacts with injected duplicates through the dedupe job;
+    /// reports precision, recall and F1 of the merge pairs.
+    DedupeQuality {
+        /// Distinct businesses generated (records are about 1.5 times as many).
+        #[arg(long, default_value_t = 50_000)]
+        entities: usize,
+    },
+    /// Dedupe speed: a corpus built from `corpus` rows, then `rows` approved
+    /// rows (half variants of corpus contacts) deduplicated against it.
+    Dedupe {
+        #[arg(long, default_value_t = 1_000_000)]
+        corpus: usize,
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: usize,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -1,5 +1,5 @@
 //! `bench jobs`: the job platform measured end to end (`bench import`
-//! lives in `bench_import.rs`).
+//! lives in `bench_import.rs`, `bench dedupe*` in `bench_dedupe.rs`).
 //!
 //! A scratch database (`<database>_bench`, recreated) and a fresh Redis prefix,
 //! so nothing of a real deployment is touched. Worker processes are this same
@@ -31,6 +31,12 @@ pub async fn run(settings: &Settings, cmd: BenchCommand) -> anyhow::Result<()> {
             seconds,
         } => run_jobs(settings, jobs, workers, concurrency, rate, seconds).await,
         BenchCommand::Import { rows } => super::bench_import::run(settings, rows).await,
+        BenchCommand::DedupeQuality { entities } => {
+            super::bench_dedupe::quality(settings, entities).await
+        }
+        BenchCommand::Dedupe { corpus, rows } => {
+            super::bench_dedupe::speed(settings, corpus, rows).await
+        }
     }
 }
 

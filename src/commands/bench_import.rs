@@ -134,7 +134,7 @@ pub async fn run(settings: &Settings, rows: usize) -> anyhow::Result<()> {
 }
 
 /// Peak resident memory of a process, from /proc (Linux).
-fn vm_hwm_kib(pid: u32) -> Option<u64> {
+pub(crate) fn vm_hwm_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
@@ -187,19 +187,19 @@ async fn copy_baseline(
 const HEADER: &str = "Company,First Name,Last Name,Email,Phone,Website,Address,City,Postcode,Country,Segment,Type,MCC,Notes";
 
 /// xorshift64*: a tiny seeded generator, so every run reads the same file.
-struct Rng(u64);
+pub(crate) struct Rng(pub u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+    pub fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
         items[(self.next() % items.len() as u64) as usize]
     }
-    fn below(&mut self, n: u64) -> u64 {
+    pub fn below(&mut self, n: u64) -> u64 {
         self.next() % n
     }
 }

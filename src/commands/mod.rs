@@ -4,6 +4,10 @@ mod admin;
 #[cfg(feature = "bench")]
 mod bench;
 #[cfg(feature = "bench")]
+mod bench_corpus;
+#[cfg(feature = "bench")]
+mod bench_dedupe;
+#[cfg(feature = "bench")]
 mod bench_import;
 mod dev;
 mod serve;

@@ -1,0 +1,283 @@
+//! Labelled contacts for `bench dedupe`: distinct businesses (entities), and
+//! records of them with the variations real imports carry, at known rates.
+//!
+//! Each record keeps the entity it belongs to, so merges can be scored
+//! against the truth. Hard negatives are built in: branches (the same name
+//! in another city, with their own domain) and colleagues (another person at
+//! the same business, sharing its phone, domain and address).
+
+use crate::commands::bench_import::Rng;
+
+pub const HEADER: [&str; 10] = [
+    "Company", "First Name", "Last Name", "Email", "Phone", "Website", "Address", "City",
+    "Postcode", "Country",
+];
+
+const WORDS: &[&str] = &[
+    "Acme", "Northwind", "Blue", "River", "Summit", "Pioneer", "Golden", "Harbor", "Maple",
+    "Atlas", "Cedar", "Falcon", "Granite", "Horizon", "Ivory", "Juniper", "Keystone", "Lumen",
+    "Meridian", "Nova", "Orchid", "Pacific", "Quarry", "Redwood", "Silver", "Tidal", "Union",
+    "Vertex", "Willow", "Zenith",
+];
+const SECOND: &[&str] = &[
+    "Peak", "Valley", "Bridge", "Stone", "Field", "Lake", "Oak", "Pine", "Star", "Sun", "Moon",
+    "Hill", "Brook", "Gate", "Point", "Ridge", "Bay", "Crest", "Wood", "Port", "Mill", "Rock",
+    "Shore", "Light", "Ford", "Glen", "Haven", "Crown", "Spring", "Grove",
+];
+const TRADES: &[&str] = &[
+    "Bakery", "Logistics", "Dental", "Consulting", "Hardware", "Books", "Motors", "Florist",
+    "Pharmacy", "Travel", "Electric", "Plumbing", "Cafe", "Veterinary", "Printing", "Studio",
+    "Builders", "Opticians", "Catering", "Fitness",
+];
+/// (canonical, variants it is also written as)
+const LEGAL: &[(&str, &[&str])] = &[
+    ("Inc", &["Inc.", "Incorporated", ", Inc", "INC"]),
+    ("LLC", &["L.L.C.", "llc", ""]),
+    ("Ltd", &["Limited", "Ltd.", "LTD"]),
+    ("GmbH", &["GMBH", "Gmbh", ""]),
+    ("S.A.", &["SA", "S.A", ""]),
+    ("", &["Co.", "Company"]),
+];
+const FIRST: &[&str] = &[
+    "Anna", "Ben", "Chloé", "David", "Eva", "Frank", "Grace", "Hugo", "Ines", "Jonas", "Karin",
+    "Luis", "Maria", "Noah", "Olga", "Paul", "Rosa", "Sam", "Tara", "Omar", "Yuki", "Zoe",
+    "Amir", "Lena",
+];
+const LAST: &[&str] = &[
+    "Smith", "Müller", "Garcia", "Rossi", "Dubois", "Novak", "Jensen", "Silva", "Khan", "Brown",
+    "Nguyen", "Kowalski", "Haddad", "Okafor", "Larsen", "Moreau", "Fischer", "Costa", "Ivanova",
+    "Tanaka",
+];
+const STREETS: &[&str] = &["Main", "High", "Station", "Church", "Market", "Mill", "Park", "King"];
+
+/// (country, cities)
+const COUNTRIES: &[(&str, &[&str])] = &[
+    ("US", &["San Francisco", "New York", "Chicago", "Boston", "Austin", "Denver", "Seattle", "Miami"]),
+    ("DE", &["Berlin", "Hamburg", "München", "Köln", "Frankfurt", "Leipzig"]),
+    ("GB", &["London", "Leeds", "Bristol", "Manchester", "Glasgow", "Cardiff"]),
+    ("FR", &["Paris", "Lyon", "Marseille", "Toulouse", "Nantes", "Lille"]),
+];
+
+/// A business contact as it truly is.
+#[derive(Clone)]
+pub struct Entity {
+    company: String,
+    legal: usize,
+    first: &'static str,
+    last: &'static str,
+    email: String,
+    /// (international, national) spellings of one number.
+    phone: (String, String),
+    domain: String,
+    street: (u64, &'static str),
+    city: &'static str,
+    postcode: String,
+    country: &'static str,
+}
+
+/// A phone number valid in `country`, written both ways.
+fn phone(rng: &mut Rng, country: &str) -> (String, String) {
+    let (a, b) = (rng.below(800) + 200, rng.below(10_000));
+    match country {
+        "US" => {
+            let area = ["415", "212", "312", "617", "512", "303", "206", "305"][rng.below(8) as usize];
+            (format!("+1 {area} {a} {b:04}"), format!("({area}) {a}-{b:04}"))
+        }
+        "DE" => (format!("+49 30 {a}{b:04}"), format!("030 {a} {b:04}")),
+        "GB" => (format!("+44 20 7{a:03} {b:04}"), format!("020 7{a:03} {b:04}")),
+        _ => {
+            let (x, y, z) = (b / 100, b % 100, rng.below(100));
+            (
+                format!("+33 1 4{} {x:02} {y:02} {z:02}", a % 10),
+                format!("01 4{} {x:02} {y:02} {z:02}", a % 10),
+            )
+        }
+    }
+}
+
+/// Lowercase ASCII letters and digits only ("Chloé" -> "chlo"), as a domain.
+fn slug(s: &str) -> String {
+    s.to_lowercase()
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect()
+}
+
+impl Entity {
+    /// The `i`th business (distinct by construction: `i` is in its domain).
+    pub fn new(rng: &mut Rng, i: usize) -> Self {
+        let company = format!("{} {} {}", rng.pick(WORDS), rng.pick(SECOND), rng.pick(TRADES));
+        let (country, cities) = COUNTRIES[rng.below(COUNTRIES.len() as u64) as usize];
+        let city = cities[rng.below(cities.len() as u64) as usize];
+        let domain = format!("{}{}.example", slug(&company), i);
+        let (first, last) = (rng.pick(FIRST), rng.pick(LAST));
+        Entity {
+            legal: rng.below(LEGAL.len() as u64) as usize,
+            email: format!("{}.{}@{domain}", slug(first), slug(last)),
+            phone: phone(rng, country),
+            domain,
+            street: (rng.below(300) + 1, rng.pick(STREETS)),
+            city,
+            postcode: format!("{:05}", rng.below(100_000)),
+            country,
+            company,
+            first,
+            last,
+        }
+    }
+
+    /// The same name in another city: another business.
+    pub fn branch(&self, rng: &mut Rng, i: usize) -> Self {
+        let mut other = Entity::new(rng, i);
+        other.company = self.company.clone();
+        other.legal = self.legal;
+        other
+    }
+
+    /// Another person at the same business.
+    pub fn colleague(&self, rng: &mut Rng) -> Self {
+        let mut other = self.clone();
+        loop {
+            (other.first, other.last) = (rng.pick(FIRST), rng.pick(LAST));
+            if (other.first, other.last) != (self.first, self.last) {
+                break;
+            }
+        }
+        other.email = format!("{}.{}@{}", slug(other.first), slug(other.last), self.domain);
+        other
+    }
+
+    /// The record as first imported.
+    pub fn record(&self) -> Vec<String> {
+        let legal = LEGAL[self.legal].0;
+        vec![
+            format!("{} {legal}", self.company).trim().to_string(),
+            self.first.into(),
+            self.last.into(),
+            self.email.clone(),
+            self.phone.0.clone(),
+            format!("https://www.{}", self.domain),
+            format!("{} {} Street", self.street.0, self.street.1),
+            self.city.into(),
+            self.postcode.clone(),
+            self.country.into(),
+        ]
+    }
+
+    /// The record as another source wrote it; the rates are what
+    /// `bench dedupe-quality` reports as its injected noise.
+    pub fn variant(&self, rng: &mut Rng) -> Vec<String> {
+        let mut r = self.record();
+        let p = |rng: &mut Rng, pct: u64| rng.below(100) < pct;
+        let legal = LEGAL[self.legal].1;
+        if p(rng, 40) {
+            r[0] = format!("{} {}", self.company, legal[rng.below(legal.len() as u64) as usize]);
+            r[0] = r[0].trim().replace(" ,", ",");
+        }
+        if p(rng, 15) {
+            r[0] = r[0].to_uppercase();
+        }
+        if p(rng, 10) {
+            r[0] = typo(rng, &r[0]);
+        }
+        if p(rng, 10) {
+            r.swap(1, 2);
+        }
+        if p(rng, 25) {
+            r[3] = r[3].to_uppercase();
+        }
+        if p(rng, 50) {
+            r[4] = self.phone.1.clone();
+        }
+        if p(rng, 50) {
+            r[5] = self.domain.clone();
+        }
+        if p(rng, 20) {
+            r[6] = r[6].replace(" Street", " St");
+        }
+        if p(rng, 10) {
+            r[7] = r[7].to_lowercase();
+        }
+        // Missing values: at most one of the three ways to reach the contact.
+        match rng.below(100) {
+            0..15 => r[3].clear(),
+            15..30 => r[4].clear(),
+            30..45 => r[5].clear(),
+            _ => {}
+        }
+        if p(rng, 15) {
+            r[8].clear();
+        }
+        if p(rng, 10) {
+            r[6].clear();
+        }
+        r
+    }
+}
+
+/// One adjacent transposition, or one letter replaced.
+fn typo(rng: &mut Rng, s: &str) -> String {
+    let mut chars: Vec<char> = s.chars().collect();
+    let letters: Vec<usize> = (1..chars.len().saturating_sub(1))
+        .filter(|&i| chars[i].is_alphabetic() && chars[i + 1].is_alphabetic())
+        .collect();
+    if letters.is_empty() {
+        return s.to_string();
+    }
+    let i = letters[rng.below(letters.len() as u64) as usize];
+    if rng.below(2) == 0 {
+        chars.swap(i, i + 1);
+    } else {
+        chars[i] = if chars[i] == 'e' { 'a' } else { 'e' };
+    }
+    chars.into_iter().collect()
+}
+
+/// A labelled set: records and the entity of each, shuffled.
+pub struct Labelled {
+    pub records: Vec<(usize, Vec<String>)>,
+    pub entities: usize,
+}
+
+/// `n` entities (5% branches and 5% colleagues of another), each imported
+/// once; 25% get one more record, 8% two, 2% three, as variants.
+pub fn labelled(n: usize, seed: u64) -> Labelled {
+    let mut rng = Rng(seed);
+    let mut entities: Vec<Entity> = Vec::with_capacity(n);
+    for i in 0..n {
+        let e = match (i > 0).then(|| rng.below(100)) {
+            Some(0..5) => {
+                let of = rng.below(i as u64) as usize;
+                entities[of].branch(&mut rng, i)
+            }
+            Some(5..10) => {
+                let of = rng.below(i as u64) as usize;
+                entities[of].colleague(&mut rng)
+            }
+            _ => Entity::new(&mut rng, i),
+        };
+        entities.push(e);
+    }
+    let mut records = Vec::with_capacity(n * 3 / 2);
+    for (i, e) in entities.iter().enumerate() {
+        records.push((i, e.record()));
+        let extra = match rng.below(100) {
+            0..25 => 1,
+            25..33 => 2,
+            33..35 => 3,
+            _ => 0,
+        };
+        for _ in 0..extra {
+            records.push((i, e.variant(&mut rng)));
+        }
+    }
+    // Fisher-Yates: duplicates arrive in any order, before their original too.
+    for i in (1..records.len()).rev() {
+        let j = rng.below(i as u64 + 1) as usize;
+        records.swap(i, j);
+    }
+    Labelled {
+        records,
+        entities: n,
+    }
+}
