@@ -19,7 +19,7 @@ use anyhow::Context;
 use async_trait::async_trait;
 use bizcontacts_domain::batch::Source;
 use bizcontacts_domain::Permission;
-use bizcontacts_matching::Thresholds;
+use bizcontacts_matching::{BlockId, Thresholds};
 use bizcontacts_queue::handler::{JobContext, JobError, JobHandler, RetryPolicy, Starter};
 use bizcontacts_store::{corpus, imports, StoreError};
 use serde::{Deserialize, Serialize};
@@ -157,11 +157,9 @@ impl DedupeJob {
                 };
                 targets.push(resolved);
             }
-            let keys: Vec<String> = rows
+            let keys: Vec<BlockId> = rows
                 .iter()
-                .flat_map(|r| {
-                    bizcontacts_matching::Prepared::new(&r.values.record()).blocking_keys()
-                })
+                .flat_map(|r| bizcontacts_matching::Prepared::new(&r.values.record()).block_ids())
                 .collect::<BTreeSet<_>>()
                 .into_iter()
                 .collect();

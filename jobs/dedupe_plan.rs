@@ -8,7 +8,7 @@
 //! order, with ties going to the lowest id: the same input always gives the
 //! same merges.
 
-use bizcontacts_matching::{score, Prepared, Thresholds, Verdict};
+use bizcontacts_matching::{score, BlockId, Prepared, Thresholds, Verdict};
 use bizcontacts_store::corpus::{ChunkWrites, Contact, PendingRow, Values};
 use std::collections::{BTreeSet, HashMap};
 use uuid::Uuid;
@@ -26,9 +26,9 @@ struct Working {
 pub struct Plan {
     thresholds: Thresholds,
     contacts: HashMap<Uuid, Working>,
-    index: HashMap<String, BTreeSet<Uuid>>,
+    index: HashMap<BlockId, BTreeSet<Uuid>>,
     links: Vec<(Uuid, Uuid, bool)>,
-    keys: Vec<(String, Uuid)>,
+    keys: Vec<(BlockId, Uuid)>,
     possible: Vec<(Uuid, Uuid, f32)>,
     created_order: Vec<Uuid>,
 }
@@ -44,7 +44,7 @@ pub enum Placed {
 
 impl Plan {
     /// `corpus`: the contacts the chunk may join; `keys`: their (key, id) pairs.
-    pub fn new(thresholds: Thresholds, corpus: Vec<Contact>, keys: Vec<(String, Uuid)>) -> Self {
+    pub fn new(thresholds: Thresholds, corpus: Vec<Contact>, keys: Vec<(BlockId, Uuid)>) -> Self {
         let mut plan = Plan {
             thresholds,
             contacts: HashMap::with_capacity(corpus.len()),
@@ -84,7 +84,7 @@ impl Plan {
         correction: bool,
     ) -> Placed {
         let prepared = Prepared::new(&row.values.record());
-        let keys = prepared.blocking_keys();
+        let keys = prepared.block_ids();
         if let Some(t) = target.filter(|t| self.contacts.contains_key(t)) {
             self.merge(row, t, prepared, keys, correction);
             return Placed::Merged(t);
@@ -153,7 +153,7 @@ impl Plan {
         row: &PendingRow,
         id: Uuid,
         prepared: Prepared,
-        keys: Vec<String>,
+        keys: Vec<BlockId>,
         correction: bool,
     ) {
         let w = self.contacts.get_mut(&id).expect("merge target is known");
@@ -168,9 +168,9 @@ impl Plan {
         self.links.push((row.id, id, false));
     }
 
-    fn file(&mut self, id: Uuid, prepared: Prepared, keys: Vec<String>) {
+    fn file(&mut self, id: Uuid, prepared: Prepared, keys: Vec<BlockId>) {
         for k in keys {
-            if self.index.entry(k.clone()).or_default().insert(id) {
+            if self.index.entry(k).or_default().insert(id) {
                 self.keys.push((k, id));
             }
         }

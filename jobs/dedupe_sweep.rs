@@ -8,7 +8,7 @@
 //! (`merged_into`). Merging takes the corpus lock like any dedupe chunk.
 
 use anyhow::Context;
-use bizcontacts_matching::{score, Prepared, Thresholds, Verdict};
+use bizcontacts_matching::{score, BlockId, Prepared, Thresholds, Verdict};
 use bizcontacts_queue::handler::{JobContext, JobError};
 use bizcontacts_store::{corpus, sweeps};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -50,18 +50,18 @@ pub async fn run(
             .iter()
             .map(|c| (c.id, Prepared::new(&c.values.record())))
             .collect();
-        let keys: Vec<String> = prepared
+        let keys: Vec<BlockId> = prepared
             .iter()
-            .flat_map(|(_, p)| p.blocking_keys())
+            .flat_map(|(_, p)| p.block_ids())
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
         let hits = corpus::by_keys(&mut *tx, &keys)
             .await
             .context("key lookup")?;
-        let mut by_key: HashMap<&str, Vec<Uuid>> = HashMap::new();
+        let mut by_key: HashMap<BlockId, Vec<Uuid>> = HashMap::new();
         for (k, id) in &hits {
-            by_key.entry(k.as_str()).or_default().push(*id);
+            by_key.entry(*k).or_default().push(*id);
         }
         let others: Vec<Uuid> = hits
             .iter()
@@ -80,9 +80,9 @@ pub async fn run(
         let mut found = Vec::new();
         for (a, pa) in &prepared {
             let candidates: BTreeSet<Uuid> = pa
-                .blocking_keys()
+                .block_ids()
                 .iter()
-                .filter_map(|k| by_key.get(k.as_str()))
+                .filter_map(|k| by_key.get(k))
                 .flatten()
                 .filter(|b| *b > a)
                 .copied()

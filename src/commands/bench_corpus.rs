@@ -9,15 +9,49 @@
 use crate::commands::bench_import::Rng;
 
 pub const HEADER: [&str; 10] = [
-    "Company", "First Name", "Last Name", "Email", "Phone", "Website", "Address", "City",
-    "Postcode", "Country",
+    "Company",
+    "First Name",
+    "Last Name",
+    "Email",
+    "Phone",
+    "Website",
+    "Address",
+    "City",
+    "Postcode",
+    "Country",
 ];
 
 const WORDS: &[&str] = &[
-    "Acme", "Northwind", "Blue", "River", "Summit", "Pioneer", "Golden", "Harbor", "Maple",
-    "Atlas", "Cedar", "Falcon", "Granite", "Horizon", "Ivory", "Juniper", "Keystone", "Lumen",
-    "Meridian", "Nova", "Orchid", "Pacific", "Quarry", "Redwood", "Silver", "Tidal", "Union",
-    "Vertex", "Willow", "Zenith",
+    "Acme",
+    "Northwind",
+    "Blue",
+    "River",
+    "Summit",
+    "Pioneer",
+    "Golden",
+    "Harbor",
+    "Maple",
+    "Atlas",
+    "Cedar",
+    "Falcon",
+    "Granite",
+    "Horizon",
+    "Ivory",
+    "Juniper",
+    "Keystone",
+    "Lumen",
+    "Meridian",
+    "Nova",
+    "Orchid",
+    "Pacific",
+    "Quarry",
+    "Redwood",
+    "Silver",
+    "Tidal",
+    "Union",
+    "Vertex",
+    "Willow",
+    "Zenith",
 ];
 const SECOND: &[&str] = &[
     "Peak", "Valley", "Bridge", "Stone", "Field", "Lake", "Oak", "Pine", "Star", "Sun", "Moon",
@@ -25,9 +59,26 @@ const SECOND: &[&str] = &[
     "Shore", "Light", "Ford", "Glen", "Haven", "Crown", "Spring", "Grove",
 ];
 const TRADES: &[&str] = &[
-    "Bakery", "Logistics", "Dental", "Consulting", "Hardware", "Books", "Motors", "Florist",
-    "Pharmacy", "Travel", "Electric", "Plumbing", "Cafe", "Veterinary", "Printing", "Studio",
-    "Builders", "Opticians", "Catering", "Fitness",
+    "Bakery",
+    "Logistics",
+    "Dental",
+    "Consulting",
+    "Hardware",
+    "Books",
+    "Motors",
+    "Florist",
+    "Pharmacy",
+    "Travel",
+    "Electric",
+    "Plumbing",
+    "Cafe",
+    "Veterinary",
+    "Printing",
+    "Studio",
+    "Builders",
+    "Opticians",
+    "Catering",
+    "Fitness",
 ];
 /// (canonical, variants it is also written as)
 const LEGAL: &[(&str, &[&str])] = &[
@@ -40,22 +91,59 @@ const LEGAL: &[(&str, &[&str])] = &[
 ];
 const FIRST: &[&str] = &[
     "Anna", "Ben", "Chloé", "David", "Eva", "Frank", "Grace", "Hugo", "Ines", "Jonas", "Karin",
-    "Luis", "Maria", "Noah", "Olga", "Paul", "Rosa", "Sam", "Tara", "Omar", "Yuki", "Zoe",
-    "Amir", "Lena",
+    "Luis", "Maria", "Noah", "Olga", "Paul", "Rosa", "Sam", "Tara", "Omar", "Yuki", "Zoe", "Amir",
+    "Lena",
 ];
 const LAST: &[&str] = &[
     "Smith", "Müller", "Garcia", "Rossi", "Dubois", "Novak", "Jensen", "Silva", "Khan", "Brown",
     "Nguyen", "Kowalski", "Haddad", "Okafor", "Larsen", "Moreau", "Fischer", "Costa", "Ivanova",
     "Tanaka",
 ];
-const STREETS: &[&str] = &["Main", "High", "Station", "Church", "Market", "Mill", "Park", "King"];
+const STREETS: &[&str] = &[
+    "Main", "High", "Station", "Church", "Market", "Mill", "Park", "King",
+];
 
 /// (country, cities)
 const COUNTRIES: &[(&str, &[&str])] = &[
-    ("US", &["San Francisco", "New York", "Chicago", "Boston", "Austin", "Denver", "Seattle", "Miami"]),
-    ("DE", &["Berlin", "Hamburg", "München", "Köln", "Frankfurt", "Leipzig"]),
-    ("GB", &["London", "Leeds", "Bristol", "Manchester", "Glasgow", "Cardiff"]),
-    ("FR", &["Paris", "Lyon", "Marseille", "Toulouse", "Nantes", "Lille"]),
+    (
+        "US",
+        &[
+            "San Francisco",
+            "New York",
+            "Chicago",
+            "Boston",
+            "Austin",
+            "Denver",
+            "Seattle",
+            "Miami",
+        ],
+    ),
+    (
+        "DE",
+        &[
+            "Berlin",
+            "Hamburg",
+            "München",
+            "Köln",
+            "Frankfurt",
+            "Leipzig",
+        ],
+    ),
+    (
+        "GB",
+        &[
+            "London",
+            "Leeds",
+            "Bristol",
+            "Manchester",
+            "Glasgow",
+            "Cardiff",
+        ],
+    ),
+    (
+        "FR",
+        &["Paris", "Lyon", "Marseille", "Toulouse", "Nantes", "Lille"],
+    ),
 ];
 
 /// A business contact as it truly is.
@@ -80,11 +168,18 @@ fn phone(rng: &mut Rng, country: &str) -> (String, String) {
     let (a, b) = (rng.below(800) + 200, rng.below(10_000));
     match country {
         "US" => {
-            let area = ["415", "212", "312", "617", "512", "303", "206", "305"][rng.below(8) as usize];
-            (format!("+1 {area} {a} {b:04}"), format!("({area}) {a}-{b:04}"))
+            let area =
+                ["415", "212", "312", "617", "512", "303", "206", "305"][rng.below(8) as usize];
+            (
+                format!("+1 {area} {a} {b:04}"),
+                format!("({area}) {a}-{b:04}"),
+            )
         }
         "DE" => (format!("+49 30 {a}{b:04}"), format!("030 {a} {b:04}")),
-        "GB" => (format!("+44 20 7{a:03} {b:04}"), format!("020 7{a:03} {b:04}")),
+        "GB" => (
+            format!("+44 20 7{a:03} {b:04}"),
+            format!("020 7{a:03} {b:04}"),
+        ),
         _ => {
             let (x, y, z) = (b / 100, b % 100, rng.below(100));
             (
@@ -106,7 +201,12 @@ fn slug(s: &str) -> String {
 impl Entity {
     /// The `i`th business (distinct by construction: `i` is in its domain).
     pub fn new(rng: &mut Rng, i: usize) -> Self {
-        let company = format!("{} {} {}", rng.pick(WORDS), rng.pick(SECOND), rng.pick(TRADES));
+        let company = format!(
+            "{} {} {}",
+            rng.pick(WORDS),
+            rng.pick(SECOND),
+            rng.pick(TRADES)
+        );
         let (country, cities) = COUNTRIES[rng.below(COUNTRIES.len() as u64) as usize];
         let city = cities[rng.below(cities.len() as u64) as usize];
         let domain = format!("{}{}.example", slug(&company), i);
@@ -171,7 +271,11 @@ impl Entity {
         let p = |rng: &mut Rng, pct: u64| rng.below(100) < pct;
         let legal = LEGAL[self.legal].1;
         if p(rng, 40) {
-            r[0] = format!("{} {}", self.company, legal[rng.below(legal.len() as u64) as usize]);
+            r[0] = format!(
+                "{} {}",
+                self.company,
+                legal[rng.below(legal.len() as u64) as usize]
+            );
             r[0] = r[0].trim().replace(" ,", ",");
         }
         if p(rng, 15) {

@@ -41,8 +41,7 @@ impl Bench {
         let mut settings = settings.clone();
         let url = bench_database(&settings).await?;
         settings.database.url = url.clone().into();
-        settings.redis.key_prefix =
-            format!("bench:{}", &Uuid::new_v4().simple().to_string()[..8]);
+        settings.redis.key_prefix = format!("bench:{}", &Uuid::new_v4().simple().to_string()[..8]);
         let store = runtime::migrated_store(&settings).await?;
         let redis = runtime::redis(&settings).await?;
         let tenant =
@@ -59,7 +58,10 @@ impl Bench {
     }
 
     /// Stage records as one approved batch; returns it and each record's row id.
-    async fn stage(&self, records: impl Iterator<Item = Vec<String>>) -> anyhow::Result<(Uuid, Vec<Uuid>)> {
+    async fn stage(
+        &self,
+        records: impl Iterator<Item = Vec<String>>,
+    ) -> anyhow::Result<(Uuid, Vec<Uuid>)> {
         let layout = Layout::from_header(b',', HEADER).map_err(|e| anyhow::anyhow!("{e:?}"))?;
         let stager = Stager::new(&layout);
         let mut tx = self.store.pool.begin().await?;
@@ -96,7 +98,9 @@ impl Bench {
             .bind(import.id)
             .execute(&mut *conn)
             .await?;
-        sqlx::query("VACUUM ANALYZE staged_rows").execute(&mut *conn).await?;
+        sqlx::query("VACUUM ANALYZE staged_rows")
+            .execute(&mut *conn)
+            .await?;
         Ok((import.id, ids))
     }
 
@@ -176,7 +180,8 @@ pub async fn quality(settings: &Settings, entities: usize) -> anyhow::Result<()>
     .await?
     .into_iter()
     .collect();
-    let (mut by_entity, mut by_contact, mut both) = (HashMap::new(), HashMap::new(), HashMap::new());
+    let (mut by_entity, mut by_contact, mut both) =
+        (HashMap::new(), HashMap::new(), HashMap::new());
     let mut waiting = 0;
     for ((entity, _), row) in set.records.iter().zip(&row_ids) {
         *by_entity.entry(*entity).or_insert(0u64) += 1;
@@ -191,7 +196,11 @@ pub async fn quality(settings: &Settings, entities: usize) -> anyhow::Result<()>
     let truth: u64 = by_entity.values().map(|n| pairs(*n)).sum();
     let predicted: u64 = by_contact.values().map(|n| pairs(*n)).sum();
     let correct: u64 = both.values().map(|n| pairs(*n)).sum();
-    let precision = if predicted == 0 { 1.0 } else { correct as f64 / predicted as f64 };
+    let precision = if predicted == 0 {
+        1.0
+    } else {
+        correct as f64 / predicted as f64
+    };
     let recall = correct as f64 / truth.max(1) as f64;
     let f1 = 2.0 * precision * recall / (precision + recall).max(f64::EPSILON);
     println!(
@@ -214,7 +223,10 @@ pub async fn speed(settings: &Settings, corpus: usize, rows: usize) -> anyhow::R
     let entities: Vec<Entity> = (0..corpus).map(|i| Entity::new(&mut rng, i)).collect();
     let started = Instant::now();
     let (seed, _) = bench.stage(entities.iter().map(Entity::record)).await?;
-    println!("bench dedupe: corpus of {corpus} staged in {:.1} s", started.elapsed().as_secs_f64());
+    println!(
+        "bench dedupe: corpus of {corpus} staged in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     let (secs, peak) = bench.dedupe(seed).await?;
     println!("corpus: {corpus} rows into an empty corpus in {secs:.1} s ({:.0} rows/s), worker peak {peak:.0} MB", corpus as f64 / secs);
 
@@ -228,8 +240,13 @@ pub async fn speed(settings: &Settings, corpus: usize, rows: usize) -> anyhow::R
         }
     });
     let staged_at = Instant::now();
-    let (batch, _) = bench.stage(incoming.collect::<Vec<_>>().into_iter()).await?;
-    println!("{rows} approved rows staged in {:.1} s", staged_at.elapsed().as_secs_f64());
+    let (batch, _) = bench
+        .stage(incoming.collect::<Vec<_>>().into_iter())
+        .await?;
+    println!(
+        "{rows} approved rows staged in {:.1} s",
+        staged_at.elapsed().as_secs_f64()
+    );
     let (secs, peak) = bench.dedupe(batch).await?;
     let (merged, created, waiting): (i32, i32, i64) = sqlx::query_as(
         "SELECT merged_rows, created_rows, (SELECT count(*) FROM staged_rows WHERE import_id = $1 AND status = 'approved')

@@ -118,4 +118,18 @@ impl Prepared {
         }
         keys
     }
+
+    /// [`Self::blocking_keys`] as stored and looked up: 64-bit hashes. A
+    /// collision only makes two records meet that share no key; the score
+    /// still decides, so it costs a comparison, never a wrong merge.
+    pub fn block_ids(&self) -> Vec<BlockId> {
+        self.blocking_keys().iter().map(|k| block_id(k)).collect()
+    }
+}
+
+/// A blocking key's hash, as stored in `contact_keys.key`.
+pub type BlockId = i64;
+
+pub fn block_id(key: &str) -> BlockId {
+    xxhash_rust::xxh3::xxh3_64(key.as_bytes()) as i64
 }

@@ -15,7 +15,7 @@
 //! per chunk is cheaper and makes the outcome independent of worker count.
 
 use crate::Result;
-use bizcontacts_matching::{Prepared, Record};
+use bizcontacts_matching::{BlockId, Prepared, Record};
 use sqlx::{PgConnection, PgExecutor, Row};
 use std::collections::HashMap;
 use uuid::Uuid;
@@ -156,7 +156,7 @@ pub async fn load(db: impl PgExecutor<'_>, ids: &[Uuid]) -> Result<Vec<Contact>>
 }
 
 /// The active contacts filed under any of `keys`, as (key, contact) pairs.
-pub async fn by_keys(db: impl PgExecutor<'_>, keys: &[String]) -> Result<Vec<(String, Uuid)>> {
+pub async fn by_keys(db: impl PgExecutor<'_>, keys: &[BlockId]) -> Result<Vec<(BlockId, Uuid)>> {
     Ok(
         sqlx::query_as("SELECT key, contact_id FROM contact_keys WHERE key = ANY($1)")
             .bind(keys)
@@ -263,7 +263,7 @@ pub async fn resolve(db: &mut PgConnection, id: Uuid) -> Result<Option<Uuid>> {
 pub struct ChunkWrites {
     pub created: Vec<Contact>,
     pub updated: Vec<Contact>,
-    pub keys: Vec<(String, Uuid)>,
+    pub keys: Vec<(BlockId, Uuid)>,
     /// (row, contact, created?)
     pub links: Vec<(Uuid, Uuid, bool)>,
     /// (row, contact, score) pairs for a reviewer.
@@ -381,14 +381,14 @@ pub async fn write(tx: &mut PgConnection, import_id: Uuid, w: &ChunkWrites) -> R
     Ok((merged, new))
 }
 
-async fn add_keys(tx: &mut PgConnection, keys: &[(String, Uuid)]) -> Result<()> {
+async fn add_keys(tx: &mut PgConnection, keys: &[(BlockId, Uuid)]) -> Result<()> {
     if keys.is_empty() {
         return Ok(());
     }
-    let (k, c): (Vec<&str>, Vec<Uuid>) = keys.iter().map(|(k, c)| (k.as_str(), *c)).unzip();
+    let (k, c): (Vec<BlockId>, Vec<Uuid>) = keys.iter().copied().unzip();
     sqlx::query(
         "INSERT INTO contact_keys (key, contact_id)
-         SELECT * FROM UNNEST($1::text[], $2::uuid[]) ON CONFLICT DO NOTHING",
+         SELECT * FROM UNNEST($1::bigint[], $2::uuid[]) ON CONFLICT DO NOTHING",
     )
     .bind(&k)
     .bind(&c)
@@ -429,7 +429,7 @@ pub async fn rederive(tx: &mut PgConnection, ids: &[Uuid]) -> Result<u64> {
         if !correction {
             keys.extend(
                 Prepared::new(&values.record())
-                    .blocking_keys()
+                    .block_ids()
                     .into_iter()
                     .map(|k| (k, id)),
             );
