@@ -38,12 +38,16 @@ CREATE INDEX contacts_active_idx ON contacts (id) WHERE active;
 -- compared with the contacts that share one of its keys. Stored as 64-bit
 -- hashes (`block_id`): a third of the index a text key needs, and compared
 -- without collation; at millions of contacts the lookups are the hot path.
+-- No foreign key and no index by contact: each would add a random index
+-- probe or insert per key filed, the dominant cost of dedupe at scale.
+-- Keys are only written under the corpus lock by code that derives them
+-- from the rows (crates/store/src/corpus.rs), and removed the same way;
+-- contacts are never deleted, only deactivated.
 CREATE TABLE contact_keys (
     key        bigint NOT NULL,
-    contact_id uuid NOT NULL REFERENCES contacts (id) ON DELETE CASCADE,
+    contact_id uuid NOT NULL,
     PRIMARY KEY (key, contact_id)
 );
-CREATE INDEX contact_keys_contact_idx ON contact_keys (contact_id);
 
 -- Provenance: a row that merged into or created a contact says which and
 -- when; with its batch (tenant, source) that is every contributed value's origin.

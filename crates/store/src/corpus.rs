@@ -397,48 +397,85 @@ async fn add_keys(tx: &mut PgConnection, keys: &[(BlockId, Uuid)]) -> Result<()>
     Ok(())
 }
 
-/// Derive contacts again from their remaining rows (those of batches not
-/// quarantined), rebuilding their keys; a contact with no row left becomes
-/// inactive. Returns how many were deactivated.
-pub async fn rederive(tx: &mut PgConnection, ids: &[Uuid]) -> Result<u64> {
+/// A row merged into a contact, as rederiving reads it.
+struct Contribution {
+    contact: Uuid,
+    correction: bool,
+    /// Its batch is quarantined: it no longer counts.
+    withdrawn: bool,
+    values: Values,
+}
+
+/// Every row merged into these contacts, in merge order.
+async fn contributions(tx: &mut PgConnection, ids: &[Uuid]) -> Result<Vec<Contribution>> {
     let rows = sqlx::query(&format!(
-        "SELECT s.contact_id, i.source = 'correction', {}
+        "SELECT s.contact_id, i.source = 'correction', i.quarantined_at IS NOT NULL, {}
          FROM staged_rows s JOIN imports i ON i.id = s.import_id
-         WHERE s.contact_id = ANY($1) AND s.status = 'merged' AND i.quarantined_at IS NULL
+         WHERE s.contact_id = ANY($1) AND s.status = 'merged'
          ORDER BY s.contact_id, s.merged_at, s.id",
         columns("s.")
     ))
     .bind(ids)
     .fetch_all(&mut *tx)
     .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Contribution {
+                contact: r.try_get(0)?,
+                correction: r.try_get(1)?,
+                withdrawn: r.try_get(2)?,
+                values: Values::from_row(r, 3)?,
+            })
+        })
+        .collect()
+}
+
+/// The keys these rows filed (or would file) for their contact; corrections file none.
+fn keys_of<'a>(rows: impl Iterator<Item = &'a Contribution>) -> Vec<(BlockId, Uuid)> {
+    rows.filter(|r| !r.correction)
+        .flat_map(|r| {
+            Prepared::new(&r.values.record())
+                .block_ids()
+                .into_iter()
+                .map(move |k| (k, r.contact))
+        })
+        .collect()
+}
+
+/// `contact_keys` has no index by contact (it would double the cost of
+/// filing keys at millions of contacts): keys are removed by recomputing
+/// them from the rows that filed them.
+async fn remove_keys(tx: &mut PgConnection, keys: &[(BlockId, Uuid)]) -> Result<()> {
+    let (k, c): (Vec<BlockId>, Vec<Uuid>) = keys.iter().copied().unzip();
+    sqlx::query(
+        "DELETE FROM contact_keys c USING UNNEST($1::bigint[], $2::uuid[]) AS t(key, contact_id)
+         WHERE c.key = t.key AND c.contact_id = t.contact_id",
+    )
+    .bind(&k)
+    .bind(&c)
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+/// Derive contacts again from their remaining rows (those of batches not
+/// quarantined), rebuilding their keys; a contact with no row left becomes
+/// inactive. Returns how many were deactivated.
+pub async fn rederive(tx: &mut PgConnection, ids: &[Uuid]) -> Result<u64> {
+    let rows = contributions(tx, ids).await?;
+    remove_keys(tx, &keys_of(rows.iter())).await?;
     let mut derived: HashMap<Uuid, Contact> = HashMap::new();
-    let mut keys = Vec::new();
-    for r in &rows {
-        let id: Uuid = r.try_get(0)?;
-        let correction: bool = r.try_get(1)?;
-        let values = Values::from_row(r, 2)?;
-        let c = derived.entry(id).or_insert_with(|| Contact {
-            id,
+    for r in rows.iter().filter(|r| !r.withdrawn) {
+        let c = derived.entry(r.contact).or_insert_with(|| Contact {
+            id: r.contact,
             values: Values::default(),
             corrected_fields: vec![],
             active: true,
             merged_into: None,
         });
         c.values
-            .absorb(&values, correction, &mut c.corrected_fields);
-        if !correction {
-            keys.extend(
-                Prepared::new(&values.record())
-                    .block_ids()
-                    .into_iter()
-                    .map(|k| (k, id)),
-            );
-        }
+            .absorb(&r.values, r.correction, &mut c.corrected_fields);
     }
-    sqlx::query("DELETE FROM contact_keys WHERE contact_id = ANY($1)")
-        .bind(ids)
-        .execute(&mut *tx)
-        .await?;
     let gone: Vec<Uuid> = ids
         .iter()
         .filter(|id| !derived.contains_key(id))
@@ -453,7 +490,7 @@ pub async fn rederive(tx: &mut PgConnection, ids: &[Uuid]) -> Result<u64> {
     .rows_affected();
     let updated: Vec<Contact> = derived.into_values().collect();
     save_contacts(tx, &updated, false).await?;
-    add_keys(tx, &keys).await?;
+    add_keys(tx, &keys_of(rows.iter().filter(|r| !r.withdrawn))).await?;
     Ok(deactivated)
 }
 
@@ -462,6 +499,8 @@ pub async fn rederive(tx: &mut PgConnection, ids: &[Uuid]) -> Result<u64> {
 /// `into` is derived again from all its rows.
 pub async fn merge_contacts(tx: &mut PgConnection, merges: &[(Uuid, Uuid)]) -> Result<()> {
     let (from, into): (Vec<Uuid>, Vec<Uuid>) = merges.iter().copied().unzip();
+    let moving = contributions(tx, &from).await?;
+    remove_keys(tx, &keys_of(moving.iter())).await?;
     sqlx::query(
         "UPDATE staged_rows s SET contact_id = t.into_id
          FROM UNNEST($1::uuid[], $2::uuid[]) AS t(from_id, into_id) WHERE s.contact_id = t.from_id",
@@ -478,10 +517,6 @@ pub async fn merge_contacts(tx: &mut PgConnection, merges: &[(Uuid, Uuid)]) -> R
     .bind(&into)
     .execute(&mut *tx)
     .await?;
-    sqlx::query("DELETE FROM contact_keys WHERE contact_id = ANY($1)")
-        .bind(&from)
-        .execute(&mut *tx)
-        .await?;
     let mut targets = into;
     targets.sort_unstable();
     targets.dedup();
