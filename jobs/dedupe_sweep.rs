@@ -31,7 +31,7 @@ pub async fn run(
         if apply {
             corpus::lock(&mut tx).await.context("corpus lock")?;
         }
-        let batch = sweeps::active_after(&mut *tx, state.cursor, chunk)
+        let batch = sweeps::active_after(&mut tx, state.cursor, chunk)
             .await
             .context("reading contacts")?;
         let Some(last) = batch.last() else {
