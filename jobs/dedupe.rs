@@ -19,7 +19,7 @@ use anyhow::Context;
 use async_trait::async_trait;
 use bizcontacts_domain::batch::Source;
 use bizcontacts_domain::Permission;
-use bizcontacts_matching::{BlockId, Thresholds};
+use bizcontacts_matching::{distinct_block_ids, Prepared, Thresholds};
 use bizcontacts_queue::handler::{JobContext, JobError, JobHandler, RetryPolicy, Starter};
 use bizcontacts_store::{corpus, imports, StoreError};
 use serde::{Deserialize, Serialize};
@@ -157,12 +157,11 @@ impl DedupeJob {
                 };
                 targets.push(resolved);
             }
-            let keys: Vec<BlockId> = rows
+            let prepared: Vec<Prepared> = rows
                 .iter()
-                .flat_map(|r| bizcontacts_matching::Prepared::new(&r.values.record()).block_ids())
-                .collect::<BTreeSet<_>>()
-                .into_iter()
+                .map(|r| Prepared::new(&r.values.record()))
                 .collect();
+            let keys = distinct_block_ids(&prepared);
             let hits = corpus::by_keys(&mut *tx, &keys)
                 .await
                 .context("key lookup")?;
@@ -178,7 +177,7 @@ impl DedupeJob {
                 .context("loading contacts")?;
 
             let mut plan = Plan::new(self.thresholds, contacts, hits);
-            for (row, target) in rows.iter().zip(&targets) {
+            for ((row, target), prepared) in rows.iter().zip(&targets).zip(prepared) {
                 let excluded: Vec<Uuid> = decisions
                     .get(&row.id)
                     .map(|d| {
@@ -188,7 +187,7 @@ impl DedupeJob {
                             .collect()
                     })
                     .unwrap_or_default();
-                match plan.place(row, *target, &excluded, correction) {
+                match plan.place(row, prepared, *target, &excluded, correction) {
                     Placed::Merged(_) => merged += 1,
                     Placed::Created(_) => created += 1,
                     Placed::Possible(_) => waiting += 1,

@@ -74,16 +74,17 @@ impl Plan {
         plan
     }
 
-    /// Place one row. `target`: the contact it must join (a correction, or a
-    /// reviewer's "same"); `excluded`: contacts a reviewer said it is not.
+    /// Place one row (`prepared` from its values). `target`: the contact it
+    /// must join (a correction, or a reviewer's "same"); `excluded`: contacts
+    /// a reviewer said it is not.
     pub fn place(
         &mut self,
         row: &PendingRow,
+        prepared: Prepared,
         target: Option<Uuid>,
         excluded: &[Uuid],
         correction: bool,
     ) -> Placed {
-        let prepared = Prepared::new(&row.values.record());
         let keys = prepared.block_ids();
         if let Some(t) = target.filter(|t| self.contacts.contains_key(t)) {
             self.merge(row, t, prepared, keys, correction);

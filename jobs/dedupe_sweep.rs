@@ -8,7 +8,7 @@
 //! (`merged_into`). Merging takes the corpus lock like any dedupe chunk.
 
 use anyhow::Context;
-use bizcontacts_matching::{score, BlockId, Prepared, Thresholds, Verdict};
+use bizcontacts_matching::{distinct_block_ids, score, BlockId, Prepared, Thresholds, Verdict};
 use bizcontacts_queue::handler::{JobContext, JobError};
 use bizcontacts_store::{corpus, sweeps};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -50,12 +50,7 @@ pub async fn run(
             .iter()
             .map(|c| (c.id, Prepared::new(&c.values.record())))
             .collect();
-        let keys: Vec<BlockId> = prepared
-            .iter()
-            .flat_map(|(_, p)| p.block_ids())
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
+        let keys = distinct_block_ids(prepared.iter().map(|(_, p)| p));
         let hits = corpus::by_keys(&mut *tx, &keys)
             .await
             .context("key lookup")?;

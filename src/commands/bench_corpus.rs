@@ -21,7 +21,7 @@ pub const HEADER: [&str; 10] = [
     "Country",
 ];
 
-const WORDS: &[&str] = &[
+pub(crate) const WORDS: &[&str] = &[
     "Acme",
     "Northwind",
     "Blue",
@@ -58,7 +58,7 @@ const SECOND: &[&str] = &[
     "Hill", "Brook", "Gate", "Point", "Ridge", "Bay", "Crest", "Wood", "Port", "Mill", "Rock",
     "Shore", "Light", "Ford", "Glen", "Haven", "Crown", "Spring", "Grove",
 ];
-const TRADES: &[&str] = &[
+pub(crate) const TRADES: &[&str] = &[
     "Bakery",
     "Logistics",
     "Dental",
@@ -89,12 +89,12 @@ const LEGAL: &[(&str, &[&str])] = &[
     ("S.A.", &["SA", "S.A", ""]),
     ("", &["Co.", "Company"]),
 ];
-const FIRST: &[&str] = &[
+pub(crate) const FIRST: &[&str] = &[
     "Anna", "Ben", "Chloé", "David", "Eva", "Frank", "Grace", "Hugo", "Ines", "Jonas", "Karin",
     "Luis", "Maria", "Noah", "Olga", "Paul", "Rosa", "Sam", "Tara", "Omar", "Yuki", "Zoe", "Amir",
     "Lena",
 ];
-const LAST: &[&str] = &[
+pub(crate) const LAST: &[&str] = &[
     "Smith", "Müller", "Garcia", "Rossi", "Dubois", "Novak", "Jensen", "Silva", "Khan", "Brown",
     "Nguyen", "Kowalski", "Haddad", "Okafor", "Larsen", "Moreau", "Fischer", "Costa", "Ivanova",
     "Tanaka",

@@ -127,6 +127,14 @@ impl Prepared {
     }
 }
 
+/// Every block id of these records, once each, in order: what one lookup asks for.
+pub fn distinct_block_ids<'a>(records: impl IntoIterator<Item = &'a Prepared>) -> Vec<BlockId> {
+    let mut ids: Vec<BlockId> = records.into_iter().flat_map(Prepared::block_ids).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
 /// A blocking key's hash, as stored in `contact_keys.key`.
 pub type BlockId = i64;
 
