@@ -154,6 +154,25 @@ async fn spellings_of_one_business_become_one_contact_with_provenance() {
     assert_eq!(imports, [first, second, third]);
     assert_eq!(sources[0].2, "created");
     assert!(sources[1..].iter().all(|s| s.2 == "merged" && s.1 == "csv"));
+    let stored = bizcontacts_store::corpus::load(&t.app.store.pool, &[acme.parse().unwrap()])
+        .await
+        .unwrap();
+    let mut tx = t.app.store.pool.begin().await.unwrap();
+    bizcontacts_store::corpus::rederive(&mut tx, &[acme.parse().unwrap()])
+        .await
+        .unwrap();
+    let derived = bizcontacts_store::corpus::load(&mut *tx, &[acme.parse().unwrap()])
+        .await
+        .unwrap();
+    tx.rollback().await.unwrap();
+    assert_eq!(stored[0].values, derived[0].values);
+
+    // An exact repeat of an earlier batch's row adds a source, not a contact.
+    let fourth = t
+        .merged("ACME INCORPORATED,,,,020-7946-0018,,london,,GB\n")
+        .await;
+    assert_eq!(t.links(&fourth).await, [Some(acme.clone())]);
+    assert_eq!(active_contacts(&t.app).await, 2);
 }
 
 #[tokio::test]
