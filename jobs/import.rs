@@ -13,7 +13,7 @@ use anyhow::Context;
 use async_trait::async_trait;
 use bizcontacts_domain::Permission;
 use bizcontacts_ingest::stage::is_blank;
-use bizcontacts_ingest::{BatchError, CsvRows, Layout, Stager};
+use bizcontacts_ingest::{BatchError, CsvRows, Layout, Stager, StringRecord};
 use bizcontacts_queue::handler::{
     params_decode_as, JobContext, JobError, JobHandler, RetryPolicy, Starter,
 };
@@ -348,7 +348,8 @@ fn parse(
         };
         events.blocking_send(event).is_ok()
     };
-    let mut chunk = CopyRows::new(import_id);
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+    let mut pending: Vec<(i32, StringRecord)> = Vec::with_capacity(ROWS_PER_TX);
     let mut last_row = skip_to;
     loop {
         let row = match rows.next_row() {
@@ -364,20 +365,56 @@ fn parse(
         }
         last_row = number;
         if !is_blank(record.iter()) {
-            chunk.push(&stager.stage(number, record));
+            pending.push((number, record.clone()));
         }
-        if chunk.len() == ROWS_PER_TX {
-            let full = std::mem::replace(&mut chunk, CopyRows::new(import_id));
-            if !send_rows(full, last_row, rows.position()) {
+        if pending.len() == ROWS_PER_TX {
+            let chunk = stage_chunk(&stager, import_id, &pending, threads);
+            pending.clear();
+            if !send_rows(chunk, last_row, rows.position()) {
                 return;
             }
         }
     }
     // The last chunk goes even when empty: it carries the checkpoint past trailing blank rows.
+    let chunk = stage_chunk(&stager, import_id, &pending, threads);
     if last_row > skip_to && !send_rows(chunk, last_row, rows.position()) {
         return;
     }
     let _ = events.blocking_send(Event::End { last_row });
+}
+
+/// Normalize, validate and encode a chunk of records, split over `threads`
+/// (validation, libphonenumber above all, is most of an import's CPU); the
+/// rows keep their order.
+fn stage_chunk(
+    stager: &Stager,
+    import_id: Uuid,
+    records: &[(i32, StringRecord)],
+    threads: usize,
+) -> CopyRows {
+    let encode = |part: &[(i32, StringRecord)]| {
+        let mut rows = CopyRows::new(import_id);
+        for (number, record) in part {
+            rows.push(&stager.stage(*number, record));
+        }
+        rows
+    };
+    if threads < 2 || records.len() < 256 {
+        return encode(records);
+    }
+    let parts: Vec<&[(i32, StringRecord)]> =
+        records.chunks(records.len().div_ceil(threads)).collect();
+    std::thread::scope(|scope| {
+        let helpers: Vec<_> = parts[1..]
+            .iter()
+            .map(|part| scope.spawn(move || encode(part)))
+            .collect();
+        let mut rows = encode(parts[0]);
+        for helper in helpers {
+            rows.append(helper.join().expect("staging thread panicked"));
+        }
+        rows
+    })
 }
 
 /// `Read` over chunks arriving from an async task.

@@ -14,6 +14,8 @@ pub mod reader;
 pub mod sniff;
 pub mod stage;
 
+/// The record type rows are read into, for callers that keep rows around.
+pub use csv::StringRecord;
 pub use layout::Layout;
 pub use reader::CsvRows;
 pub use sniff::Sniffer;

@@ -68,6 +68,14 @@ impl CopyRows {
         self.starts.is_empty()
     }
 
+    /// Move `other`'s rows after these (rows encoded on several threads).
+    pub fn append(&mut self, other: CopyRows) {
+        let offset = self.buf.len();
+        self.buf.push_str(&other.buf);
+        self.starts.extend(other.starts.iter().map(|s| s + offset));
+        self.valid.extend(other.valid);
+    }
+
     /// Rows among the first `n` that are valid.
     pub fn valid_in_first(&self, n: usize) -> usize {
         self.valid[..n].iter().filter(|v| **v).count()
