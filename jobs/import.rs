@@ -339,23 +339,56 @@ fn parse(
     {
         return;
     }
-    // False once the job side has gone away.
-    let send_rows = |rows, last_row, bytes_read| {
-        let event = Event::Rows {
-            rows,
-            last_row,
-            bytes_read,
-        };
-        events.blocking_send(event).is_ok()
-    };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+    // Reading and staging overlap: this thread reads the next chunk while
+    // the stager thread stages the last one. Everything reaches the job
+    // through the stager, so events keep the file's order.
+    let (steps_tx, steps) = std::sync::mpsc::sync_channel::<Step>(1);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            for step in steps {
+                let event = match step {
+                    Step::Records {
+                        records,
+                        last_row,
+                        bytes_read,
+                    } => Event::Rows {
+                        rows: stage_chunk(&stager, import_id, &records, threads),
+                        last_row,
+                        bytes_read,
+                    },
+                    Step::Event(e) => e,
+                };
+                // The job side has gone away: stop (dropping `steps` stops the reader).
+                if events.blocking_send(event).is_err() {
+                    return;
+                }
+            }
+        });
+        // `steps_tx` moves in: when reading ends, the stager's loop ends too.
+        read(&mut rows, skip_to, steps_tx);
+    });
+}
+
+/// What the reading thread hands the stager thread.
+enum Step {
+    Records {
+        records: Vec<(i32, StringRecord)>,
+        last_row: i32,
+        bytes_read: u64,
+    },
+    Event(Event),
+}
+
+/// Read records after `skip_to` into chunks of [`ROWS_PER_TX`] non-blank ones.
+fn read(rows: &mut CsvRows<ChunkReader>, skip_to: i32, steps: std::sync::mpsc::SyncSender<Step>) {
     let mut pending: Vec<(i32, StringRecord)> = Vec::with_capacity(ROWS_PER_TX);
     let mut last_row = skip_to;
     loop {
         let row = match rows.next_row() {
             Ok(r) => r,
             Err(e) => {
-                let _ = events.blocking_send(Event::Failed(e));
+                let _ = steps.send(Step::Event(Event::Failed(e)));
                 return;
             }
         };
@@ -368,19 +401,29 @@ fn parse(
             pending.push((number, record.clone()));
         }
         if pending.len() == ROWS_PER_TX {
-            let chunk = stage_chunk(&stager, import_id, &pending, threads);
-            pending.clear();
-            if !send_rows(chunk, last_row, rows.position()) {
+            let records = std::mem::replace(&mut pending, Vec::with_capacity(ROWS_PER_TX));
+            let step = Step::Records {
+                records,
+                last_row,
+                bytes_read: rows.position(),
+            };
+            if steps.send(step).is_err() {
                 return;
             }
         }
     }
     // The last chunk goes even when empty: it carries the checkpoint past trailing blank rows.
-    let chunk = stage_chunk(&stager, import_id, &pending, threads);
-    if last_row > skip_to && !send_rows(chunk, last_row, rows.position()) {
-        return;
+    if last_row > skip_to {
+        let step = Step::Records {
+            records: pending,
+            last_row,
+            bytes_read: rows.position(),
+        };
+        if steps.send(step).is_err() {
+            return;
+        }
     }
-    let _ = events.blocking_send(Event::End { last_row });
+    let _ = steps.send(Step::Event(Event::End { last_row }));
 }
 
 /// Normalize, validate and encode a chunk of records, split over `threads`

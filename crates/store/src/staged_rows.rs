@@ -37,17 +37,24 @@ pub struct CopyRows {
 
 /// COPY text format: backslash escapes for the characters that end fields or lines.
 fn escape_into(out: &mut String, s: &str) {
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
+    // Most values need no escape: copy the runs between special bytes whole
+    // (all of them are ASCII, so byte positions are character boundaries).
+    let mut start = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let escaped = match b {
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
             // Postgres text cannot hold NUL; ingestion replaces it before here.
-            '\0' => out.push('\u{FFFD}'),
-            c => out.push(c),
-        }
+            0 => "\u{FFFD}",
+            _ => continue,
+        };
+        out.push_str(&s[start..i]);
+        out.push_str(escaped);
+        start = i + 1;
     }
+    out.push_str(&s[start..]);
 }
 
 impl CopyRows {
@@ -381,4 +388,19 @@ pub async fn review(
     .execute(&mut *db)
     .await?;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape_into;
+
+    #[test]
+    fn copy_escapes_only_what_ends_fields_or_lines() {
+        let mut out = String::new();
+        escape_into(&mut out, "a\\b\tc\nd\re\0f — Müller");
+        assert_eq!(out, "a\\\\b\\tc\\nd\\re\u{FFFD}f — Müller");
+        out.clear();
+        escape_into(&mut out, "plain");
+        assert_eq!(out, "plain");
+    }
 }
