@@ -321,15 +321,41 @@ impl Contact {
 /// Plain text: whitespace runs become one space; control characters and
 /// overlong values are errors.
 fn text(field: Field, raw: &str) -> Result<String, ParseError> {
-    if raw.chars().any(|c| c.is_control() && !c.is_whitespace()) {
-        return Err(ParseError::new("contains control characters"));
+    let mut out = String::with_capacity(raw.len());
+    collapse(field, raw, Some(&mut out))?;
+    Ok(out)
+}
+
+/// One pass over a value (every field of every imported row comes here):
+/// whitespace runs become one space, ends trimmed; control characters and
+/// overlong values are errors. `out`, when given, receives the result.
+fn collapse(field: Field, raw: &str, mut out: Option<&mut String>) -> Result<(), ParseError> {
+    let (mut chars, mut gap) = (0usize, false);
+    for c in raw.chars() {
+        if c.is_whitespace() {
+            gap = chars > 0;
+            continue;
+        }
+        if c.is_control() {
+            return Err(ParseError::new("contains control characters"));
+        }
+        if gap {
+            chars += 1;
+            gap = false;
+            if let Some(o) = out.as_deref_mut() {
+                o.push(' ');
+            }
+        }
+        chars += 1;
+        if let Some(o) = out.as_deref_mut() {
+            o.push(c);
+        }
     }
-    let collapsed = raw.split_whitespace().collect::<Vec<_>>().join(" ");
     let max = field.max_chars();
-    if collapsed.chars().count() > max {
+    if chars > max {
         return Err(ParseError::new(format!("is longer than {max} characters")));
     }
-    Ok(collapsed)
+    Ok(())
 }
 
 /// Reads fields of one draft, collecting their errors.
@@ -345,7 +371,7 @@ impl Reader<'_> {
         parse: impl FnOnce(&str) -> Result<T, ParseError>,
     ) -> Option<T> {
         let raw = self.draft.present(field)?;
-        match text(field, raw).and_then(|_| parse(raw)) {
+        match collapse(field, raw, None).and_then(|_| parse(raw)) {
             Ok(v) => Some(v),
             Err(e) => {
                 self.errors
