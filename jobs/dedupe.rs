@@ -188,9 +188,9 @@ impl DedupeJob {
                     })
                     .unwrap_or_default();
                 match plan.place(row, prepared, *target, &excluded, correction) {
-                    Placed::Merged(_) => merged += 1,
-                    Placed::Created(_) => created += 1,
-                    Placed::Possible(_) => waiting += 1,
+                    Placed::Merged => merged += 1,
+                    Placed::Created => created += 1,
+                    Placed::Possible => waiting += 1,
                 }
             }
             corpus::write(&mut tx, import_id, &plan.into_writes())

@@ -9,7 +9,7 @@
 //! same merges.
 
 use bizcontacts_matching::{score, BlockId, Prepared, Thresholds, Verdict};
-use bizcontacts_store::corpus::{ChunkWrites, Contact, PendingRow, Values};
+use bizcontacts_store::corpus::{ChunkWrites, Contact, PendingRow};
 use std::collections::{BTreeSet, HashMap};
 use uuid::Uuid;
 
@@ -36,10 +36,10 @@ pub struct Plan {
 /// Where the plan put a row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Placed {
-    Merged(Uuid),
-    Created(Uuid),
-    /// Waiting for a reviewer: this many candidates.
-    Possible(usize),
+    Merged,
+    Created,
+    /// Waiting for a reviewer.
+    Possible,
 }
 
 impl Plan {
@@ -88,7 +88,7 @@ impl Plan {
         let keys = prepared.block_ids();
         if let Some(t) = target.filter(|t| self.contacts.contains_key(t)) {
             self.merge(row, t, prepared, keys, correction);
-            return Placed::Merged(t);
+            return Placed::Merged;
         }
         let candidates: BTreeSet<Uuid> = keys
             .iter()
@@ -114,23 +114,16 @@ impl Plan {
         }
         if let Some((_, id)) = best {
             self.merge(row, id, prepared, keys, correction);
-            return Placed::Merged(id);
+            return Placed::Merged;
         }
         if !possible.is_empty() {
-            let n = possible.len();
             self.possible.extend(possible);
-            return Placed::Possible(n);
+            return Placed::Possible;
         }
         // A new contact takes its first row's id: a re-run could not create
         // a second contact for the same row even if it tried.
         let id = row.id;
-        let mut contact = Contact {
-            id,
-            values: Values::default(),
-            corrected_fields: vec![],
-            active: true,
-            merged_into: None,
-        };
+        let mut contact = Contact::new(id);
         contact
             .values
             .absorb(&row.values, correction, &mut contact.corrected_fields);
@@ -146,7 +139,7 @@ impl Plan {
         self.created_order.push(id);
         self.file(id, prepared, keys);
         self.links.push((row.id, id, true));
-        Placed::Created(id)
+        Placed::Created
     }
 
     fn merge(

@@ -1,9 +1,10 @@
 //! `import`: read an uploaded batch, normalize and validate every row, stage it.
 //!
-//! The upload is streamed from Postgres a chunk at a time into a parser on a
-//! blocking thread; the parser hands back rows already encoded for `COPY`, in
-//! chunks of [`ROWS_PER_TX`]. Each chunk commits together with the batch's
-//! checkpoint (`rows_done`) and the day's import-row usage.
+//! The upload is streamed from Postgres a chunk at a time into a reader on a
+//! blocking thread, which cuts records into chunks of [`ROWS_PER_TX`]; a
+//! stager thread normalizes, validates and encodes each chunk for `COPY` on
+//! all cores while the next one is read. Each chunk commits together with
+//! the batch's checkpoint (`rows_done`) and the day's import-row usage.
 //!
 //! Idempotent: a resumed run re-reads the file but stages only rows after the
 //! checkpoint, and the `(import_id, row_number)` key refuses a row staged

@@ -131,12 +131,23 @@ pub struct Contact {
     pub values: Values,
     pub corrected_fields: Vec<String>,
     pub active: bool,
-    pub merged_into: Option<Uuid>,
+}
+
+impl Contact {
+    /// A contact with no values yet, before its first row is absorbed.
+    pub fn new(id: Uuid) -> Self {
+        Contact {
+            id,
+            values: Values::default(),
+            corrected_fields: vec![],
+            active: true,
+        }
+    }
 }
 
 pub async fn load(db: impl PgExecutor<'_>, ids: &[Uuid]) -> Result<Vec<Contact>> {
     let rows = sqlx::query(&format!(
-        "SELECT id, corrected_fields, active, merged_into, {} FROM contacts WHERE id = ANY($1)",
+        "SELECT id, corrected_fields, active, {} FROM contacts WHERE id = ANY($1)",
         columns("")
     ))
     .bind(ids)
@@ -148,8 +159,7 @@ pub async fn load(db: impl PgExecutor<'_>, ids: &[Uuid]) -> Result<Vec<Contact>>
                 id: r.try_get(0)?,
                 corrected_fields: r.try_get(1)?,
                 active: r.try_get(2)?,
-                merged_into: r.try_get(3)?,
-                values: Values::from_row(r, 4)?,
+                values: Values::from_row(r, 3)?,
             })
         })
         .collect()
@@ -323,20 +333,13 @@ async fn save_contacts(tx: &mut PgConnection, contacts: &[Contact], insert: bool
     Ok(())
 }
 
-/// Write a chunk's merges; returns (merged, created) row counts.
-pub async fn write(tx: &mut PgConnection, import_id: Uuid, w: &ChunkWrites) -> Result<(i32, i32)> {
+/// Write a chunk's merges, with the rows' links and the batch's counters.
+pub async fn write(tx: &mut PgConnection, import_id: Uuid, w: &ChunkWrites) -> Result<()> {
     save_contacts(tx, &w.created, true).await?;
     save_contacts(tx, &w.updated, false).await?;
     add_keys(tx, &w.keys).await?;
-    let (rows, contacts, created): (Vec<Uuid>, Vec<Uuid>, Vec<bool>) =
-        w.links
-            .iter()
-            .fold((vec![], vec![], vec![]), |mut acc, (r, c, n)| {
-                acc.0.push(*r);
-                acc.1.push(*c);
-                acc.2.push(*n);
-                acc
-            });
+    let (rows, (contacts, created)): (Vec<Uuid>, (Vec<Uuid>, Vec<bool>)) =
+        w.links.iter().map(|&(r, c, n)| (r, (c, n))).unzip();
     sqlx::query(
         "UPDATE staged_rows s SET status = 'merged', contact_id = t.contact, merged_at = now(),
                 outcome = CASE WHEN t.created THEN 'created' ELSE 'merged' END
@@ -349,15 +352,8 @@ pub async fn write(tx: &mut PgConnection, import_id: Uuid, w: &ChunkWrites) -> R
     .execute(&mut *tx)
     .await?;
     if !w.possible.is_empty() {
-        let (r, c, s): (Vec<Uuid>, Vec<Uuid>, Vec<f32>) =
-            w.possible
-                .iter()
-                .fold((vec![], vec![], vec![]), |mut acc, (r, c, s)| {
-                    acc.0.push(*r);
-                    acc.1.push(*c);
-                    acc.2.push(*s);
-                    acc
-                });
+        let (r, (c, s)): (Vec<Uuid>, (Vec<Uuid>, Vec<f32>)) =
+            w.possible.iter().map(|&(r, c, s)| (r, (c, s))).unzip();
         sqlx::query(
             "INSERT INTO match_candidates (row_id, contact_id, score)
              SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::real[]) ON CONFLICT DO NOTHING",
@@ -378,7 +374,7 @@ pub async fn write(tx: &mut PgConnection, import_id: Uuid, w: &ChunkWrites) -> R
     .bind(new)
     .execute(&mut *tx)
     .await?;
-    Ok((merged, new))
+    Ok(())
 }
 
 async fn add_keys(tx: &mut PgConnection, keys: &[(BlockId, Uuid)]) -> Result<()> {
@@ -466,13 +462,9 @@ pub async fn rederive(tx: &mut PgConnection, ids: &[Uuid]) -> Result<u64> {
     remove_keys(tx, &keys_of(rows.iter())).await?;
     let mut derived: HashMap<Uuid, Contact> = HashMap::new();
     for r in rows.iter().filter(|r| !r.withdrawn) {
-        let c = derived.entry(r.contact).or_insert_with(|| Contact {
-            id: r.contact,
-            values: Values::default(),
-            corrected_fields: vec![],
-            active: true,
-            merged_into: None,
-        });
+        let c = derived
+            .entry(r.contact)
+            .or_insert_with(|| Contact::new(r.contact));
         c.values
             .absorb(&r.values, r.correction, &mut c.corrected_fields);
     }

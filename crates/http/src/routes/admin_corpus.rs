@@ -5,12 +5,12 @@ use crate::auth::{perm, SystemScope};
 use crate::error::{not_found, ApiError, Problem};
 use crate::extract::{ApiJson, ApiQuery, RequestId};
 use crate::pagination::{Page, PageParams};
-use crate::routes::jobs::{ledger_error, JobView};
+use crate::routes::imports::enqueue_job;
+use crate::routes::jobs::JobView;
 use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use bizcontacts_queue::job::NewJob;
 use bizcontacts_store::sweeps::{self, Candidate, Sweep};
 use bizcontacts_store::{audit, imports};
 use serde::{Deserialize, Serialize};
@@ -118,26 +118,21 @@ async fn start_sweep(
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("no dedupe handler in this build")))?;
     let params = json!({ "sweep": true, "apply": req.apply });
     let mut tx = state.store.pool.begin().await?;
-    let new = NewJob {
-        tenant_id: None,
-        kind: handler.kind().into(),
+    let (job, pending) = enqueue_job(
+        &state,
+        &mut tx,
+        &scope.principal,
+        None,
+        handler.as_ref(),
         params,
-        idempotency_key: None,
-        max_attempts: handler.retry().max_attempts,
-        run_after: None,
-        created_by: Some(scope.principal.user_id.0),
-    };
-    let (enqueued, pending) = state
-        .ledger
-        .enqueue(&mut tx, new)
-        .await
-        .map_err(ledger_error)?;
+    )
+    .await?;
     audit::record(
         &mut *tx,
         scope.principal.event(
             None,
             "dedupe.sweep_started",
-            ("job", enqueued.job.id.to_string()),
+            ("job", job.id.to_string()),
             json!({ "apply": req.apply }),
             request_id.as_deref(),
         ),
@@ -145,7 +140,7 @@ async fn start_sweep(
     .await?;
     tx.commit().await?;
     state.ledger.push(pending).await;
-    Ok((StatusCode::ACCEPTED, Json(JobView::from(enqueued.job))))
+    Ok((StatusCode::ACCEPTED, Json(JobView::from(job))))
 }
 
 #[derive(Serialize, utoipa::ToSchema)]

@@ -113,6 +113,9 @@ async fn correct(
     if req.note.as_ref().is_some_and(|n| n.chars().count() > 2_000) {
         return Err(ApiError::field("note", "must be at most 2000 characters"));
     }
+    if req.value.trim().is_empty() {
+        return Err(ApiError::field("value", "must not be empty"));
+    }
     let contact = active_contact(&state, contact_id).await?;
     let field = req.field.as_str();
     let mut row = serde_json::Map::new();
@@ -126,9 +129,6 @@ async fn correct(
     staged.errors.retain(|e| e.field == field);
     if let Some(e) = staged.errors.first() {
         return Err(ApiError::field("value", e.reason.clone()));
-    }
-    if req.value.trim().is_empty() {
-        return Err(ApiError::field("value", "must not be empty"));
     }
     let mut tx = state.store.pool.begin().await?;
     let (import, row_id) = stage_single_row(

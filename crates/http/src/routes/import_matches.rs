@@ -6,10 +6,9 @@ use crate::auth::{perm, TenantScope};
 use crate::error::{not_found, ApiError, Problem};
 use crate::extract::{ApiJson, ApiQuery, RequestId};
 use crate::pagination::{Page, PageParams};
-use crate::routes::imports::enqueue_batch_job;
+use crate::routes::imports::{enqueue_dedupe, queued_status};
 use crate::state::AppState;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bizcontacts_store::corpus::{Values, FIELDS};
@@ -150,8 +149,7 @@ async fn decide(
         Some(scope.principal.user_id.0),
     )
     .await?;
-    let mut pending = None;
-    let mut job_id = None;
+    let mut queued = None;
     if decided > 0 {
         audit::record(
             &mut *tx,
@@ -164,28 +162,20 @@ async fn decide(
             ),
         )
         .await?;
-        if let Some(handler) = state.registry.get("dedupe") {
-            let (id, p) = enqueue_batch_job(
-                &state,
-                &mut tx,
-                &scope.principal,
-                scope.tenant_id(),
-                handler.as_ref(),
-                import.id,
-            )
-            .await?;
-            job_id = Some(id);
-            pending = Some(p);
-        }
+        queued = enqueue_dedupe(
+            &state,
+            &mut tx,
+            &scope.principal,
+            scope.tenant_id(),
+            import.id,
+        )
+        .await?;
     }
     tx.commit().await?;
-    if let Some(p) = pending {
-        state.ledger.push(p).await;
+    let job_id = queued.as_ref().map(|(id, _)| *id);
+    if let Some((_, pending)) = queued {
+        state.ledger.push(pending).await;
     }
-    let status = if job_id.is_some() {
-        StatusCode::ACCEPTED
-    } else {
-        StatusCode::OK
-    };
+    let status = queued_status(job_id);
     Ok((status, Json(DecideResult { decided, job_id })).into_response())
 }

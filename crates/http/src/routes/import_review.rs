@@ -4,12 +4,12 @@ use crate::auth::{perm, TenantScope};
 use crate::error::{not_found, ApiError, Problem};
 use crate::extract::{ApiJson, ApiQuery, RequestId};
 use crate::pagination::{Page, PageParams};
-use crate::routes::imports::enqueue_batch_job;
+use crate::routes::imports::{enqueue_dedupe, queued_status};
 use crate::routes::jobs::ledger_error;
 use crate::state::AppState;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bizcontacts_domain::contact::FieldError;
@@ -385,7 +385,7 @@ pub struct ReviewRequest {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ReviewResult {
     /// The dedupe job that takes the approved rows into the corpus; none
-    /// while this deployment has no dedupe handler (rows wait as approved).
+    /// when nothing was approved.
     job_id: Option<Uuid>,
     approved: u64,
     rejected: u64,
@@ -475,34 +475,24 @@ async fn review(
         ),
     )
     .await?;
-    let dedupe = state
-        .registry
-        .get("dedupe")
-        .filter(|_| outcome.approved > 0);
-    let (job_id, pending) = match dedupe {
-        Some(handler) => {
-            let (id, pending) = enqueue_batch_job(
-                &state,
-                &mut tx,
-                &scope.principal,
-                scope.tenant_id(),
-                handler.as_ref(),
-                import.id,
-            )
-            .await?;
-            (Some(id), Some(pending))
-        }
-        None => (None, None),
+    let queued = if outcome.approved > 0 {
+        enqueue_dedupe(
+            &state,
+            &mut tx,
+            &scope.principal,
+            scope.tenant_id(),
+            import.id,
+        )
+        .await?
+    } else {
+        None
     };
     tx.commit().await?;
-    if let Some(p) = pending {
-        state.ledger.push(p).await;
+    let job_id = queued.as_ref().map(|(id, _)| *id);
+    if let Some((_, pending)) = queued {
+        state.ledger.push(pending).await;
     }
-    let status = if job_id.is_some() {
-        StatusCode::ACCEPTED
-    } else {
-        StatusCode::OK
-    };
+    let status = queued_status(job_id);
     let body = ReviewResult {
         job_id,
         approved: outcome.approved,

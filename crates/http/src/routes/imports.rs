@@ -19,7 +19,7 @@ use bizcontacts_domain::contact::FieldError;
 use bizcontacts_domain::{PackageLimits, TenantId};
 use bizcontacts_ingest::{Layout, Sniffer, Stager};
 use bizcontacts_queue::handler::JobHandler;
-use bizcontacts_queue::job::NewJob;
+use bizcontacts_queue::job::{Job, NewJob};
 use bizcontacts_queue::ledger::Pending;
 use bizcontacts_store::imports::{
     self, Encoding, Import, ImportStatus, NewImport, Progress, Source, CHUNK_BYTES,
@@ -222,6 +222,29 @@ async fn create_batch(
     Ok(usage.on((StatusCode::ACCEPTED, Json(body)).into_response()))
 }
 
+/// Enqueue a job of `handler`'s kind in the caller's transaction (tenant
+/// `None`: a platform job); push `Pending` after commit.
+pub(crate) async fn enqueue_job(
+    state: &AppState,
+    tx: &mut PgConnection,
+    by: &Principal,
+    tenant: Option<TenantId>,
+    handler: &dyn JobHandler,
+    params: serde_json::Value,
+) -> Result<(Job, Pending), ApiError> {
+    let job = NewJob {
+        tenant_id: tenant,
+        kind: handler.kind().into(),
+        params,
+        idempotency_key: None,
+        max_attempts: handler.retry().max_attempts,
+        run_after: None,
+        created_by: Some(by.user_id.0),
+    };
+    let (enqueued, pending) = state.ledger.enqueue(tx, job).await.map_err(ledger_error)?;
+    Ok((enqueued.job, pending))
+}
+
 /// Enqueue a job of `handler`'s kind for one import batch (its `import` or
 /// `dedupe` job), in the caller's transaction; push `Pending` after commit.
 pub(crate) async fn enqueue_batch_job(
@@ -232,17 +255,35 @@ pub(crate) async fn enqueue_batch_job(
     handler: &dyn JobHandler,
     import_id: Uuid,
 ) -> Result<(Uuid, Pending), ApiError> {
-    let job = NewJob {
-        tenant_id: Some(tenant),
-        kind: handler.kind().into(),
-        params: serde_json::json!({ "import_id": import_id }),
-        idempotency_key: None,
-        max_attempts: handler.retry().max_attempts,
-        run_after: None,
-        created_by: Some(by.user_id.0),
-    };
-    let (enqueued, pending) = state.ledger.enqueue(tx, job).await.map_err(ledger_error)?;
-    Ok((enqueued.job.id, pending))
+    let params = serde_json::json!({ "import_id": import_id });
+    let (job, pending) = enqueue_job(state, tx, by, Some(tenant), handler, params).await?;
+    Ok((job.id, pending))
+}
+
+/// Hand a batch's approved rows to its `dedupe` job, when this deployment
+/// runs one (a review and a reviewer's match decisions both do).
+pub(crate) async fn enqueue_dedupe(
+    state: &AppState,
+    tx: &mut PgConnection,
+    by: &Principal,
+    tenant: TenantId,
+    import_id: Uuid,
+) -> Result<Option<(Uuid, Pending)>, ApiError> {
+    match state.registry.get("dedupe") {
+        Some(handler) => enqueue_batch_job(state, tx, by, tenant, handler.as_ref(), import_id)
+            .await
+            .map(Some),
+        None => Ok(None),
+    }
+}
+
+/// 202 when a job was queued for the request's work, 200 when nothing was.
+pub(crate) fn queued_status(job: Option<Uuid>) -> StatusCode {
+    if job.is_some() {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    }
 }
 
 /// The 429 once the day's import rows are used up.
