@@ -694,6 +694,56 @@ async fn another_tenants_imports_are_not_found() {
     problem(res, 404).await;
 }
 
+#[tokio::test]
+async fn raw_values_round_trip_exactly_and_leave_with_their_batch() {
+    let t = Imports::new(PackageName::Pro).await;
+    let _worker = t.app.worker().await;
+    // What COPY's formats escape or frame: backslashes, tabs, braces and
+    // commas of array literals, quotes, the word NULL, non-ASCII, nothing.
+    let notes = [
+        "back\\slash \\N",
+        "tab\there",
+        "{brace},\"quote\"",
+        "NULL",
+        "Zürich — 東京",
+        "",
+    ];
+    let mut csv = String::from("company;email;notes\n");
+    for (i, n) in notes.iter().enumerate() {
+        csv.push_str(&format!(
+            "Acme {i};a{i}@acme.example;\"{}\"\n",
+            n.replace('"', "\"\"")
+        ));
+    }
+    let id = t.accepted(csv).await;
+    let view = t.finished(&id).await;
+    assert_eq!(view["counts"]["valid"], notes.len(), "{view}");
+    let rows = t.rows(&id, "").await;
+    for (row, n) in rows.iter().zip(notes) {
+        assert_eq!(row["raw"]["notes"], n);
+    }
+
+    // The batch goes and its rows go with it, as the foreign key's cascade did.
+    let pool = &t.app.store.pool;
+    sqlx::query("DELETE FROM imports WHERE id = $1::uuid")
+        .bind(&id)
+        .execute(pool)
+        .await
+        .unwrap();
+    assert_eq!(t.app.count("staged_rows").await, 0);
+    // Rows of a batch that does not exist are refused, as the key refused them.
+    let err = sqlx::query(
+        "INSERT INTO staged_rows (id, import_id, row_number, status, raw, fingerprint)
+         VALUES (gen_random_uuid(), $1::uuid, 1, 'valid', '{}', '\\x00')",
+    )
+    .bind(&id)
+    .execute(pool)
+    .await
+    .unwrap_err();
+    let code = err.as_database_error().and_then(|e| e.code());
+    assert_eq!(code.as_deref(), Some("23503"), "{err}");
+}
+
 /// A file long enough that a worker can be killed in the middle of it.
 fn long_csv(rows: usize) -> String {
     let mut csv = String::from("company,email,phone,country,mcc\n");

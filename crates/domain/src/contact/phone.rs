@@ -2,6 +2,7 @@
 
 use super::country::CountryCode;
 use crate::ParseError;
+use rlibphonenumber::{PhoneNumber, PhoneNumberFormat, Region};
 use serde::Serialize;
 use std::str::FromStr;
 
@@ -19,23 +20,21 @@ impl PhoneE164 {
             return Err(ParseError::new("must not be empty"));
         }
         let international = trimmed.starts_with('+') || trimmed.starts_with("00");
-        let id = region.and_then(|c| phonenumber::country::Id::from_str(c.as_str()).ok());
+        let id = region.and_then(|c| Region::from_str(c.as_str()).ok());
         if !international && id.is_none() {
             return Err(ParseError::new(
                 "needs an international prefix (+...) or a valid country on the row",
             ));
         }
-        let number = phonenumber::parse(id, trimmed)
-            .map_err(|_| ParseError::new("is not a phone number"))?;
-        if !phonenumber::is_valid(&number) {
+        let number =
+            PhoneNumber::parse(trimmed, id).map_err(|_| ParseError::new("is not a phone number"))?;
+        if !number.is_valid() {
             return Err(ParseError::new(match region {
                 Some(c) if !international => format!("is not a valid phone number in {c}"),
                 _ => "is not a valid phone number".to_string(),
             }));
         }
-        Ok(Self(
-            number.format().mode(phonenumber::Mode::E164).to_string(),
-        ))
+        Ok(Self(number.format_as(PhoneNumberFormat::E164).into_owned()))
     }
 
     pub fn as_str(&self) -> &str {
