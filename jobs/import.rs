@@ -1,37 +1,44 @@
 //! `import`: read an uploaded batch, normalize and validate every row, stage it.
 //!
-//! The upload is streamed from Postgres a chunk at a time into a reader on a
-//! blocking thread, which cuts records into chunks of [`ROWS_PER_TX`]; a
-//! stager thread normalizes, validates and encodes each chunk for `COPY` on
-//! all cores while the next one is read. Each chunk commits together with
-//! the batch's checkpoint (`rows_done`) and the day's import-row usage.
+//! The upload is streamed from Postgres a chunk at a time into the reading
+//! threads of [`import_read`](crate::import_read), which hand back chunks of
+//! rows encoded for `COPY`. Each chunk commits together with the batch's
+//! checkpoint (`rows_done`) and the day's import-row usage. Two chunks are in
+//! flight at once, on two connections: the next chunk's `COPY` runs while the
+//! last one finishes, and the checkpoint makes them commit in file order.
 //!
 //! Idempotent: a resumed run re-reads the file but stages only rows after the
 //! checkpoint, and the `(import_id, row_number)` key refuses a row staged
 //! twice. A finished batch is left as it is.
 
+use crate::import_read::{parse, ChunkReader, Event};
 use anyhow::Context;
 use async_trait::async_trait;
 use bizcontacts_domain::Permission;
-use bizcontacts_ingest::stage::is_blank;
-use bizcontacts_ingest::{BatchError, CsvRows, Layout, Stager, StringRecord};
+use bizcontacts_ingest::BatchError;
 use bizcontacts_queue::handler::{
     params_decode_as, JobContext, JobError, JobHandler, RetryPolicy, Starter,
 };
-use bizcontacts_store::imports::{self, Encoding, Import, ImportStatus, Progress};
+use bizcontacts_store::imports::{self, Import, ImportStatus, Progress};
 use bizcontacts_store::staged_rows::{self, CopyRows};
 use bizcontacts_store::{packages, tenants, usage, StoreError};
 use serde::{Deserialize, Serialize};
-use std::io::Read;
-use std::time::Duration;
-use tokio::sync::mpsc;
+use sqlx::PgPool;
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 pub const KIND: &str = "import";
 
-/// Rows per staging transaction: large enough for COPY to shine, small
-/// enough that a crash loses little work and memory stays flat.
-pub const ROWS_PER_TX: usize = 5_000;
+/// Chunk transactions open at once. Two let Postgres take the next chunk
+/// while the last one commits (a single connection left a core idle);
+/// more only queue behind the batch's row lock.
+const CHUNKS_IN_FLIGHT: usize = 2;
+
+/// How often the job's progress and cancellation are looked at.
+const REPORT_EVERY: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -40,20 +47,6 @@ pub struct Params {
 }
 
 pub struct ImportJob;
-
-/// What the parser thread reports.
-enum Event {
-    Layout(Layout),
-    Rows {
-        rows: CopyRows,
-        last_row: i32,
-        bytes_read: u64,
-    },
-    Failed(BatchError),
-    End {
-        last_row: i32,
-    },
-}
 
 #[async_trait]
 impl JobHandler for ImportJob {
@@ -174,6 +167,16 @@ async fn stage_all(ctx: &mut JobContext, batch: &Import) -> Result<(), JobError>
 
     let mut last_row = batch.rows_done;
     let mut staged_so_far = batch.counts.total;
+    let mut in_flight: VecDeque<JoinHandle<Result<Staged, JobError>>> = VecDeque::new();
+    let mut last_report = Instant::now();
+    // Fires when the last chunk sent has committed: the next one waits for it.
+    let mut previous: Option<oneshot::Receiver<()>> = None;
+    let chunk = ChunkTarget {
+        pool: pool.clone(),
+        import_id: batch.id,
+        tenant: batch.tenant_id,
+        rows_per_day: limits.import_rows_per_day,
+    };
     let outcome = loop {
         let Some(event) = events.recv().await else {
             break Err(JobError::Retryable(anyhow::anyhow!(
@@ -197,42 +200,28 @@ async fn stage_all(ctx: &mut JobContext, batch: &Import) -> Result<(), JobError>
                 last_row: last,
                 bytes_read,
             } => {
-                let mut tx = pool.begin().await?;
-                let granted = usage::consume_import_rows(
-                    &mut tx,
-                    batch.tenant_id,
-                    chrono::Utc::now().date_naive(),
-                    rows.len() as i32,
-                    limits.import_rows_per_day,
-                )
-                .await
-                .context("import rows per day")?;
-                staged_rows::copy(&mut tx, &rows, granted as usize)
-                    .await
-                    .context("stage rows")?;
-                let valid = rows.valid_in_first(granted as usize) as i32;
-                imports::advance(
-                    &mut *tx,
-                    batch.id,
-                    Progress {
-                        last_row: last,
-                        valid,
-                        invalid: granted - valid,
-                        not_staged: rows.len() as i32 - granted,
-                    },
-                )
-                .await
-                .context("checkpoint")?;
-                tx.commit().await?;
+                if in_flight.len() == CHUNKS_IN_FLIGHT {
+                    let staged = match joined(in_flight.pop_front()).await {
+                        Ok(s) => s,
+                        Err(e) => break Err(e),
+                    };
+                    staged_so_far += staged.granted;
+                    if last_report.elapsed() >= REPORT_EVERY {
+                        last_report = Instant::now();
+                        if let Err(e) = report(ctx, batch, &staged, staged_so_far).await {
+                            break Err(e);
+                        }
+                    }
+                }
+                let (committed, next_may_commit) = oneshot::channel();
+                in_flight.push_back(tokio::spawn(chunk.clone().stage(
+                    rows,
+                    (last_row, last),
+                    bytes_read,
+                    (previous.take(), committed),
+                )));
+                previous = Some(next_may_commit);
                 last_row = last;
-                staged_so_far += granted;
-                let message = format!(
-                    "{staged_so_far} rows staged; {} of {} bytes read",
-                    bytes_read.min(batch.byte_size as u64),
-                    batch.byte_size
-                );
-                ctx.progress(last_row as i64, None, Some(&message)).await?;
-                ctx.checkpoint().await?;
             }
             Event::Failed(e) => {
                 if let Ok(Err(fetch)) = (&mut fetcher).await {
@@ -242,12 +231,25 @@ async fn stage_all(ctx: &mut JobContext, batch: &Import) -> Result<(), JobError>
                 }
                 break Ok(Err(e));
             }
-            Event::End { last_row: last } => {
+            Event::End {
+                last_row: last,
+                may_repeat,
+            } => {
                 last_row = last;
-                break Ok(Ok(()));
+                // A resumed run did not see the rows staged before it.
+                break Ok(Ok(may_repeat || batch.rows_done > 0));
             }
         }
     };
+    // Chunks still in flight commit (in order) or fail on their own; wait
+    // for them, whatever happened, so nothing commits after this run ends.
+    let mut outcome = outcome;
+    while let Some(task) = in_flight.pop_front() {
+        let done = joined(Some(task)).await;
+        if let (Err(e), Ok(_)) = (done, &outcome) {
+            outcome = Err(e);
+        }
+    }
     // Stop the helpers whatever happened (dropping `events` ends the parser).
     drop(events);
     let _ = parser.await;
@@ -262,10 +264,14 @@ async fn stage_all(ctx: &mut JobContext, batch: &Import) -> Result<(), JobError>
             tx.commit().await?;
             Err(JobError::Permanent(anyhow::anyhow!(message)))
         }
-        Ok(()) => {
-            let duplicates = staged_rows::flag_duplicates(&mut *tx, batch.id)
-                .await
-                .context("flag duplicates")?;
+        Ok(may_repeat) => {
+            let duplicates = if may_repeat {
+                staged_rows::flag_duplicates(&mut *tx, batch.id)
+                    .await
+                    .context("flag duplicates")?
+            } else {
+                0
+            };
             let counts = imports::get(&mut *tx, None, batch.id)
                 .await
                 .context("reload import")?
@@ -318,183 +324,105 @@ fn closing_message(
     )
 }
 
-/// The parser thread: layout first, then rows after `skip_to`, in chunks.
-fn parse(
-    source: ChunkReader,
-    encoding: Encoding,
+/// Where a chunk goes: the batch, its tenant's daily allowance.
+#[derive(Clone)]
+struct ChunkTarget {
+    pool: PgPool,
     import_id: Uuid,
-    skip_to: i32,
-    events: &mpsc::Sender<Event>,
-) {
-    let mut rows = match CsvRows::open(source, encoding) {
-        Ok(r) => r,
-        Err(e) => {
-            let _ = events.blocking_send(Event::Failed(e));
-            return;
-        }
-    };
-    let stager = Stager::new(rows.layout());
-    if events
-        .blocking_send(Event::Layout(rows.layout().clone()))
-        .is_err()
-    {
-        return;
-    }
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
-    // Reading and staging overlap: this thread reads the next chunk while
-    // the stager thread stages the last one. Everything reaches the job
-    // through the stager, so events keep the file's order.
-    let (steps_tx, steps) = std::sync::mpsc::sync_channel::<Step>(1);
-    std::thread::scope(|scope| {
-        scope.spawn(|| {
-            for step in steps {
-                let event = match step {
-                    Step::Records {
-                        records,
-                        last_row,
-                        bytes_read,
-                    } => Event::Rows {
-                        rows: stage_chunk(&stager, import_id, &records, threads),
-                        last_row,
-                        bytes_read,
-                    },
-                    Step::Event(e) => e,
-                };
-                // The job side has gone away: stop (dropping `steps` stops the reader).
-                if events.blocking_send(event).is_err() {
-                    return;
-                }
-            }
-        });
-        // `steps_tx` moves in: when reading ends, the stager's loop ends too.
-        read(&mut rows, skip_to, steps_tx);
-    });
+    tenant: bizcontacts_domain::TenantId,
+    rows_per_day: i32,
 }
 
-/// What the reading thread hands the stager thread.
-enum Step {
-    Records {
-        records: Vec<(i32, StringRecord)>,
-        last_row: i32,
+/// What a committed chunk reports.
+struct Staged {
+    granted: i32,
+    last_row: i32,
+    bytes_read: u64,
+}
+
+impl ChunkTarget {
+    /// Stage one chunk (rows after `after_row` up to `last_row`) in its own
+    /// transaction. The `COPY` runs at once, beside the chunk before it; the
+    /// rest waits until that chunk has committed (`previous`), so chunks
+    /// commit in file order, the day's allowance is granted in that order, and
+    /// rows past it are removed before anyone can see them. `committed` tells
+    /// the next chunk; dropped unsent, it tells it to give up.
+    async fn stage(
+        self,
+        rows: CopyRows,
+        (after_row, last_row): (i32, i32),
         bytes_read: u64,
-    },
-    Event(Event),
-}
-
-/// Read records after `skip_to` into chunks of [`ROWS_PER_TX`] non-blank ones.
-fn read(rows: &mut CsvRows<ChunkReader>, skip_to: i32, steps: std::sync::mpsc::SyncSender<Step>) {
-    let mut pending: Vec<(i32, StringRecord)> = Vec::with_capacity(ROWS_PER_TX);
-    let mut last_row = skip_to;
-    loop {
-        let row = match rows.next_row() {
-            Ok(r) => r,
-            Err(e) => {
-                let _ = steps.send(Step::Event(Event::Failed(e)));
-                return;
-            }
-        };
-        let Some((number, record)) = row else { break };
-        if number <= skip_to {
-            continue;
+        (previous, committed): (Option<oneshot::Receiver<()>>, oneshot::Sender<()>),
+    ) -> Result<Staged, JobError> {
+        let mut tx = self.pool.begin().await?;
+        staged_rows::copy(&mut tx, &rows, rows.len())
+            .await
+            .context("stage rows")?;
+        if let Some(previous) = previous {
+            previous.await.map_err(|_| {
+                JobError::Retryable(anyhow::anyhow!(
+                    "the chunk before row {after_row} did not commit"
+                ))
+            })?;
         }
-        last_row = number;
-        if !is_blank(record.iter()) {
-            pending.push((number, record.clone()));
+        let granted = usage::consume_import_rows(
+            &mut tx,
+            self.tenant,
+            chrono::Utc::now().date_naive(),
+            rows.len() as i32,
+            self.rows_per_day,
+        )
+        .await
+        .context("import rows per day")?;
+        if let Some(first_refused) = rows.row_number(granted as usize) {
+            staged_rows::delete_from(&mut *tx, self.import_id, first_refused)
+                .await
+                .context("unstage rows over the daily limit")?;
         }
-        if pending.len() == ROWS_PER_TX {
-            let records = std::mem::replace(&mut pending, Vec::with_capacity(ROWS_PER_TX));
-            let step = Step::Records {
-                records,
+        let valid = rows.valid_in_first(granted as usize) as i32;
+        imports::advance(
+            &mut *tx,
+            self.import_id,
+            Progress {
+                after_row,
                 last_row,
-                bytes_read: rows.position(),
-            };
-            if steps.send(step).is_err() {
-                return;
-            }
-        }
-    }
-    // The last chunk goes even when empty: it carries the checkpoint past trailing blank rows.
-    if last_row > skip_to {
-        let step = Step::Records {
-            records: pending,
+                valid,
+                invalid: granted - valid,
+                not_staged: rows.len() as i32 - granted,
+            },
+        )
+        .await
+        .context("checkpoint")?;
+        tx.commit().await?;
+        let _ = committed.send(());
+        Ok(Staged {
+            granted,
             last_row,
-            bytes_read: rows.position(),
-        };
-        if steps.send(step).is_err() {
-            return;
-        }
-    }
-    let _ = steps.send(Step::Event(Event::End { last_row }));
-}
-
-/// Normalize, validate and encode a chunk of records, split over `threads`
-/// (validation, libphonenumber above all, is most of an import's CPU); the
-/// rows keep their order.
-fn stage_chunk(
-    stager: &Stager,
-    import_id: Uuid,
-    records: &[(i32, StringRecord)],
-    threads: usize,
-) -> CopyRows {
-    let encode = |part: &[(i32, StringRecord)]| {
-        let mut rows = CopyRows::new(import_id);
-        for (number, record) in part {
-            rows.push(&stager.stage(*number, record));
-        }
-        rows
-    };
-    if threads < 2 || records.len() < 256 {
-        return encode(records);
-    }
-    let parts: Vec<&[(i32, StringRecord)]> =
-        records.chunks(records.len().div_ceil(threads)).collect();
-    std::thread::scope(|scope| {
-        let helpers: Vec<_> = parts[1..]
-            .iter()
-            .map(|part| scope.spawn(move || encode(part)))
-            .collect();
-        let mut rows = encode(parts[0]);
-        for helper in helpers {
-            rows.append(helper.join().expect("staging thread panicked"));
-        }
-        rows
-    })
-}
-
-/// `Read` over chunks arriving from an async task.
-struct ChunkReader {
-    chunks: mpsc::Receiver<Result<Vec<u8>, ()>>,
-    current: Vec<u8>,
-    pos: usize,
-}
-
-impl ChunkReader {
-    fn new(chunks: mpsc::Receiver<Result<Vec<u8>, ()>>) -> Self {
-        Self {
-            chunks,
-            current: Vec::new(),
-            pos: 0,
-        }
+            bytes_read,
+        })
     }
 }
 
-impl Read for ChunkReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while self.pos == self.current.len() {
-            match self.chunks.blocking_recv() {
-                Some(Ok(next)) => {
-                    self.current = next;
-                    self.pos = 0;
-                }
-                Some(Err(())) => {
-                    return Err(std::io::Error::other("the upload could not be fetched"))
-                }
-                None => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.current.len() - self.pos);
-        buf[..n].copy_from_slice(&self.current[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
-    }
+/// The result of a chunk's task (a panic or abort is worth a retry).
+async fn joined(task: Option<JoinHandle<Result<Staged, JobError>>>) -> Result<Staged, JobError> {
+    let task = task.expect("a chunk in flight");
+    task.await
+        .map_err(|e| JobError::Retryable(anyhow::anyhow!("chunk task ended: {e}")))?
+}
+
+/// Progress for the ledger, and the place where a cancelled run stops.
+async fn report(
+    ctx: &mut JobContext,
+    batch: &Import,
+    staged: &Staged,
+    staged_so_far: i32,
+) -> Result<(), JobError> {
+    let message = format!(
+        "{staged_so_far} rows staged; {} of {} bytes read",
+        staged.bytes_read.min(batch.byte_size as u64),
+        batch.byte_size
+    );
+    ctx.progress(staged.last_row as i64, None, Some(&message))
+        .await?;
+    ctx.checkpoint().await
 }

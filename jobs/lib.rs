@@ -10,6 +10,7 @@ mod dedupe;
 mod dedupe_plan;
 mod dedupe_sweep;
 mod import;
+mod import_read;
 mod quota_reset;
 #[cfg(feature = "test-kinds")]
 mod test_kinds;

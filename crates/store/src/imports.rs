@@ -267,6 +267,8 @@ pub async fn set_layout(
 /// What one staged chunk adds to the batch's counters.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Progress {
+    /// The checkpoint this chunk follows (the last row of the chunk before).
+    pub after_row: i32,
     /// Row number of the last row this chunk read (the new checkpoint).
     pub last_row: i32,
     pub valid: i32,
@@ -275,20 +277,31 @@ pub struct Progress {
 }
 
 /// Advance the checkpoint; call in the transaction that staged the rows.
+/// Chunks commit in file order: this waits for the transaction of the chunk
+/// before (it holds the batch's row) and fails with `Conflict` unless that
+/// chunk committed the checkpoint this one follows.
 pub async fn advance(db: impl PgExecutor<'_>, id: Uuid, p: Progress) -> Result<()> {
-    sqlx::query(
-        "UPDATE imports SET rows_done = $2, valid_rows = valid_rows + $3,
-             invalid_rows = invalid_rows + $4, not_staged_rows = not_staged_rows + $5,
-             total_rows = total_rows + $3 + $4
-         WHERE id = $1",
+    let moved = sqlx::query(
+        "UPDATE imports SET rows_done = $3, valid_rows = valid_rows + $4,
+             invalid_rows = invalid_rows + $5, not_staged_rows = not_staged_rows + $6,
+             total_rows = total_rows + $4 + $5
+         WHERE id = $1 AND rows_done = $2",
     )
     .bind(id)
+    .bind(p.after_row)
     .bind(p.last_row)
     .bind(p.valid)
     .bind(p.invalid)
     .bind(p.not_staged)
     .execute(db)
-    .await?;
+    .await?
+    .rows_affected();
+    if moved == 0 {
+        return Err(StoreError::Conflict(format!(
+            "import {id} is no longer at row {}: an earlier chunk did not commit",
+            p.after_row
+        )));
+    }
     Ok(())
 }
 

@@ -35,6 +35,8 @@ pub struct CopyRows {
     /// Byte offset in `buf` where each row starts, so a prefix can be sent.
     starts: Vec<usize>,
     valid: Vec<bool>,
+    numbers: Vec<i32>,
+    fingerprints: Vec<[u8; 16]>,
 }
 
 /// Start of every binary COPY stream: signature, flags, header extension length.
@@ -98,6 +100,8 @@ impl CopyRows {
             buf: Vec::with_capacity(1 << 20),
             starts: Vec::new(),
             valid: Vec::new(),
+            numbers: Vec::new(),
+            fingerprints: Vec::new(),
         }
     }
 
@@ -115,6 +119,8 @@ impl CopyRows {
         self.buf.extend_from_slice(&other.buf);
         self.starts.extend(other.starts.iter().map(|s| s + offset));
         self.valid.extend(other.valid);
+        self.numbers.extend(other.numbers);
+        self.fingerprints.extend(other.fingerprints);
     }
 
     /// Rows among the first `n` that are valid.
@@ -122,17 +128,36 @@ impl CopyRows {
         self.valid[..n].iter().filter(|v| **v).count()
     }
 
+    /// Each row's fingerprint, in order.
+    pub fn fingerprints(&self) -> &[[u8; 16]] {
+        &self.fingerprints
+    }
+
+    /// The row number of the `n`th row (from 0), if there are that many.
+    pub fn row_number(&self, n: usize) -> Option<i32> {
+        self.numbers.get(n).copied()
+    }
+
     /// Encode a row; returns the id it will have.
     pub fn push(&mut self, row: &StagedRow) -> Uuid {
         let id = Uuid::now_v7();
         self.starts.push(self.buf.len());
         self.valid.push(row.errors.is_empty());
+        self.numbers.push(row.row_number);
+        self.fingerprints.push(row.fingerprint);
         let b = &mut self.buf;
         b.extend_from_slice(&COPY_FIELDS.to_be_bytes());
         field(b, id.as_bytes());
         field(b, self.import_id.as_bytes());
         field(b, &row.row_number.to_be_bytes());
-        text(b, if row.errors.is_empty() { "valid" } else { "invalid" });
+        text(
+            b,
+            if row.errors.is_empty() {
+                "valid"
+            } else {
+                "invalid"
+            },
+        );
         text_array(b, &row.raw);
         let c = &row.contact;
         opt_text(b, c.company_name.as_deref());
@@ -202,6 +227,19 @@ pub async fn flag_duplicates(db: impl PgExecutor<'_>, import_id: Uuid) -> Result
     .await?
     .rows_affected();
     Ok(n as i64)
+}
+
+/// Remove the rows of a batch from `row_number` on (rows a chunk staged
+/// beyond what the package allows, before the chunk commits).
+pub async fn delete_from(db: impl PgExecutor<'_>, import_id: Uuid, row_number: i32) -> Result<u64> {
+    Ok(
+        sqlx::query("DELETE FROM staged_rows WHERE import_id = $1 AND row_number >= $2")
+            .bind(import_id)
+            .bind(row_number)
+            .execute(db)
+            .await?
+            .rows_affected(),
+    )
 }
 
 /// Remove what a cancelled run staged.

@@ -26,8 +26,8 @@ impl PhoneE164 {
                 "needs an international prefix (+...) or a valid country on the row",
             ));
         }
-        let number =
-            PhoneNumber::parse(trimmed, id).map_err(|_| ParseError::new("is not a phone number"))?;
+        let number = PhoneNumber::parse(trimmed, id)
+            .map_err(|_| ParseError::new("is not a phone number"))?;
         if !number.is_valid() {
             return Err(ParseError::new(match region {
                 Some(c) if !international => format!("is not a valid phone number in {c}"),

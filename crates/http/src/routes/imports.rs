@@ -578,6 +578,7 @@ pub(crate) async fn stage_single_row(
         &mut *tx,
         import.id,
         Progress {
+            after_row: 0,
             last_row: 1,
             valid,
             invalid: 1 - valid,
