@@ -99,14 +99,19 @@ pub async fn run(settings: &Settings, rows: usize) -> anyhow::Result<()> {
     let worker_pid = worker.id().context("worker pid")?;
     loop {
         peak_kib = peak_kib.max(vm_hwm_kib(worker_pid).unwrap_or(0));
-        let status: String = sqlx::query_scalar("SELECT status FROM imports WHERE id = $1")
-            .bind(import_id)
-            .fetch_one(&store.pool)
-            .await?;
+        let (status, job, error): (String, String, Option<String>) = sqlx::query_as(
+            "SELECT i.status, j.status, j.last_error FROM imports i JOIN jobs j ON j.id = i.job_id
+             WHERE i.id = $1",
+        )
+        .bind(import_id)
+        .fetch_one(&store.pool)
+        .await?;
         if !matches!(status.as_str(), "queued" | "processing") {
             anyhow::ensure!(status == "staged", "the import ended {status}");
             break;
         }
+        // A job that gave up leaves its batch processing: say so instead of waiting.
+        anyhow::ensure!(job != "dead", "the import job died: {error:?}");
         anyhow::ensure!(Instant::now() < deadline, "the import took over 30 minutes");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
