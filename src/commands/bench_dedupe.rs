@@ -80,7 +80,8 @@ impl Bench {
         let mut invalid = 0;
         let mut conn = self.store.pool.acquire().await?;
         for (i, record) in records.enumerate() {
-            let staged = stager.stage(i as i32 + 1, &csv::StringRecord::from(record));
+            let record = csv::StringRecord::from(record);
+            let staged = stager.stage(i as i32 + 1, &record);
             invalid += !staged.errors.is_empty() as usize;
             ids.push(rows.push(&staged));
             if rows.len() == 10_000 {

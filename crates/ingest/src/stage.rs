@@ -51,7 +51,7 @@ impl Stager {
 
     /// Normalize and validate; problems with the record itself (NUL bytes,
     /// broken UTF-8, giant values, too many fields) join the field errors.
-    pub fn stage(&self, row_number: i32, record: &csv::StringRecord) -> StagedRow {
+    pub fn stage<'r>(&self, row_number: i32, record: &'r csv::StringRecord) -> StagedRow<'r> {
         let values = record.iter();
         let mut draft = Draft::default();
         let mut raw = Vec::with_capacity(record.len());
@@ -66,7 +66,8 @@ impl Stager {
             if kept.contains('\0') {
                 kept = kept.replace('\0', "\u{FFFD}").into();
                 problem = Some("contains a NUL character".to_string());
-            } else if kept.contains('\u{FFFD}') {
+            } else if kept.as_bytes().contains(&0xEF) && kept.contains('\u{FFFD}') {
+                // (0xEF leads U+FFFD's encoding: a byte search first spares most values the string search.)
                 problem = Some("contains bytes that are not valid UTF-8".to_string());
             }
             if kept.len() > MAX_RAW_BYTES {
@@ -80,10 +81,10 @@ impl Stager {
                 (Some(reason), _) => {
                     errors.push(FieldError::new(self.column_name(i), quoted(&kept), reason));
                 }
-                (None, Some(field)) => draft.set(field, kept.as_ref()),
+                (None, Some(field)) => draft.set(field, value),
                 (None, None) => {}
             }
-            raw.push(kept.into_owned());
+            raw.push(kept);
         }
         let (contact, field_errors) = normalize(&draft);
         // A value refused above is absent from the draft; "is required" would only repeat that.
@@ -134,10 +135,8 @@ mod tests {
 
     #[test]
     fn a_valid_row_keeps_raw_values_and_extra_columns() {
-        let row = stager().stage(
-            1,
-            &csv::StringRecord::from(["Acme", "a@acme.com", "call Monday"].to_vec()),
-        );
+        let record = csv::StringRecord::from(["Acme", "a@acme.com", "call Monday"].to_vec());
+        let row = stager().stage(1, &record);
         assert!(row.errors.is_empty(), "{:?}", row.errors);
         assert_eq!(row.raw, ["Acme", "a@acme.com", "call Monday"]);
         assert_eq!(row.contact.company_name.as_deref(), Some("Acme"));
@@ -146,10 +145,8 @@ mod tests {
     #[test]
     fn giant_values_nul_and_extra_fields_are_row_errors() {
         let big = "x".repeat(1 << 20);
-        let row = stager().stage(
-            2,
-            &csv::StringRecord::from(["Acme\0", big.as_str(), "n", "surplus"].to_vec()),
-        );
+        let record = csv::StringRecord::from(["Acme\0", big.as_str(), "n", "surplus"].to_vec());
+        let row = stager().stage(2, &record);
         let reasons: Vec<(&str, &str)> = row
             .errors
             .iter()

@@ -10,15 +10,34 @@ use crate::{Result, StoreError};
 use bizcontacts_domain::contact::{Contact, FieldError};
 use serde::Serialize;
 use sqlx::{PgConnection, PgExecutor};
+use std::borrow::Cow;
 use uuid::Uuid;
 
-/// One row ready to stage.
-pub struct StagedRow {
+/// One row ready to stage. Raw values borrow from the record they were read
+/// from unless they had to change (a copy per cell showed in import profiles).
+pub struct StagedRow<'a> {
     pub row_number: i32,
-    pub raw: Vec<String>,
+    pub raw: Vec<Cow<'a, str>>,
     pub contact: Contact,
     pub errors: Vec<FieldError>,
     pub fingerprint: [u8; 16],
+}
+
+impl StagedRow<'_> {
+    /// The row, free of the record it was read from.
+    pub fn into_owned(self) -> StagedRow<'static> {
+        StagedRow {
+            row_number: self.row_number,
+            raw: self
+                .raw
+                .into_iter()
+                .map(|v| Cow::Owned(v.into_owned()))
+                .collect(),
+            contact: self.contact,
+            errors: self.errors,
+            fingerprint: self.fingerprint,
+        }
+    }
 }
 
 const COPY_COLUMNS: &str = "id, import_id, row_number, status, raw, company_name, first_name, last_name,
@@ -75,7 +94,7 @@ fn opt_text(buf: &mut Vec<u8>, v: Option<&str>) {
 }
 
 /// A one-dimensional `text[]` without nulls, in `array_recv`'s format.
-fn text_array(buf: &mut Vec<u8>, values: &[String]) {
+fn text_array(buf: &mut Vec<u8>, values: &[Cow<'_, str>]) {
     let at = buf.len();
     buf.extend_from_slice(&0i32.to_be_bytes()); // length, set below
     let dims = i32::from(!values.is_empty());
@@ -139,7 +158,7 @@ impl CopyRows {
     }
 
     /// Encode a row; returns the id it will have.
-    pub fn push(&mut self, row: &StagedRow) -> Uuid {
+    pub fn push(&mut self, row: &StagedRow<'_>) -> Uuid {
         let id = Uuid::now_v7();
         self.starts.push(self.buf.len());
         self.valid.push(row.errors.is_empty());

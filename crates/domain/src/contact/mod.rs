@@ -229,11 +229,9 @@ impl Field {
             .map(|(f, _)| *f)
     }
 
+    /// Position in [`Field::ALL`] (variants are declared in that order).
     pub fn index(self) -> usize {
-        Field::ALL
-            .iter()
-            .position(|f| *f == self)
-            .expect("every field is in ALL")
+        self as usize
     }
 
     /// Longest value accepted, in characters.
@@ -269,23 +267,24 @@ impl FieldError {
     }
 }
 
-/// A contact as received: one optional raw value per field.
+/// A contact as received: one optional raw value per field, borrowed from
+/// the record it was read from (a copy per field showed in import profiles).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Draft {
-    values: [Option<String>; FIELD_COUNT],
+pub struct Draft<'a> {
+    values: [Option<&'a str>; FIELD_COUNT],
 }
 
-impl Draft {
-    pub fn set(&mut self, field: Field, value: impl Into<String>) {
-        self.values[field.index()] = Some(value.into());
+impl<'a> Draft<'a> {
+    pub fn set(&mut self, field: Field, value: &'a str) {
+        self.values[field.index()] = Some(value);
     }
 
-    pub fn get(&self, field: Field) -> Option<&str> {
-        self.values[field.index()].as_deref()
+    pub fn get(&self, field: Field) -> Option<&'a str> {
+        self.values[field.index()]
     }
 
     /// The value, trimmed, when there is one that is not blank.
-    fn present(&self, field: Field) -> Option<&str> {
+    fn present(&self, field: Field) -> Option<&'a str> {
         self.get(field).map(str::trim).filter(|v| !v.is_empty())
     }
 }
@@ -330,6 +329,17 @@ fn text(field: Field, raw: &str) -> Result<String, ParseError> {
 /// whitespace runs become one space, ends trimmed; control characters and
 /// overlong values are errors. `out`, when given, receives the result.
 fn collapse(field: Field, raw: &str, mut out: Option<&mut String>) -> Result<(), ParseError> {
+    let max = field.max_chars();
+    if is_plain(raw) {
+        // The usual value: nothing to change, one byte per character.
+        if raw.len() > max {
+            return Err(ParseError::new(format!("is longer than {max} characters")));
+        }
+        if let Some(o) = out {
+            o.push_str(raw);
+        }
+        return Ok(());
+    }
     let (mut chars, mut gap) = (0usize, false);
     for c in raw.chars() {
         if c.is_whitespace() {
@@ -351,27 +361,53 @@ fn collapse(field: Field, raw: &str, mut out: Option<&mut String>) -> Result<(),
             o.push(c);
         }
     }
-    let max = field.max_chars();
     if chars > max {
         return Err(ParseError::new(format!("is longer than {max} characters")));
     }
     Ok(())
 }
 
+/// Printable ASCII without leading, trailing or doubled spaces: text that
+/// [`collapse`] leaves as it is.
+fn is_plain(raw: &str) -> bool {
+    let b = raw.as_bytes();
+    b.first() != Some(&b' ')
+        && b.last() != Some(&b' ')
+        && b.iter().all(|c| (b' '..=b'~').contains(c))
+        && !b.windows(2).any(|w| w == b"  ")
+}
+
 /// Reads fields of one draft, collecting their errors.
-struct Reader<'a> {
-    draft: &'a Draft,
+struct Reader<'a, 'd> {
+    draft: &'a Draft<'d>,
     errors: Vec<FieldError>,
 }
 
-impl Reader<'_> {
+impl Reader<'_, '_> {
+    /// A typed value: control characters and overlong values are refused
+    /// first, then `parse` decides.
     fn read<T>(
         &mut self,
         field: Field,
         parse: impl FnOnce(&str) -> Result<T, ParseError>,
     ) -> Option<T> {
+        self.parsed(field, |raw| {
+            collapse(field, raw, None).and_then(|_| parse(raw))
+        })
+    }
+
+    /// Plain text (one pass checks and cleans it).
+    fn text(&mut self, field: Field) -> Option<String> {
+        self.parsed(field, |raw| text(field, raw))
+    }
+
+    fn parsed<T>(
+        &mut self,
+        field: Field,
+        parse: impl FnOnce(&str) -> Result<T, ParseError>,
+    ) -> Option<T> {
         let raw = self.draft.present(field)?;
-        match collapse(field, raw, None).and_then(|_| parse(raw)) {
+        match parse(raw) {
             Ok(v) => Some(v),
             Err(e) => {
                 self.errors
@@ -380,15 +416,11 @@ impl Reader<'_> {
             }
         }
     }
-
-    fn text(&mut self, field: Field) -> Option<String> {
-        self.read(field, |raw| text(field, raw))
-    }
 }
 
 /// Turn a draft into a contact, collecting every error instead of stopping
 /// at the first, so a reviewer sees all that is wrong with a row at once.
-pub fn normalize(draft: &Draft) -> (Contact, Vec<FieldError>) {
+pub fn normalize(draft: &Draft<'_>) -> (Contact, Vec<FieldError>) {
     let mut r = Reader {
         draft,
         errors: Vec::new(),
@@ -436,7 +468,27 @@ pub fn normalize(draft: &Draft) -> (Contact, Vec<FieldError>) {
 mod tests {
     use super::*;
 
-    fn draft(pairs: &[(Field, &str)]) -> Draft {
+    #[test]
+    fn field_indexes_follow_all() {
+        for (i, f) in Field::ALL.iter().enumerate() {
+            assert_eq!(f.index(), i, "{f}");
+        }
+        assert_eq!(Field::ALL.len(), FIELD_COUNT);
+    }
+
+    #[test]
+    fn plain_text_is_kept_and_the_rest_collapsed() {
+        assert_eq!(text(Field::City, "San Francisco").unwrap(), "San Francisco");
+        assert_eq!(
+            text(Field::City, "San  \tFrancisco ").unwrap(),
+            "San Francisco"
+        );
+        assert_eq!(text(Field::City, "Köln  Süd").unwrap(), "Köln Süd");
+        assert!(text(Field::Mcc, &"1".repeat(101)).is_err());
+        assert!(text(Field::City, "a\u{7}b").is_err());
+    }
+
+    fn draft<'a>(pairs: &[(Field, &'a str)]) -> Draft<'a> {
         let mut d = Draft::default();
         for (f, v) in pairs {
             d.set(*f, *v);

@@ -516,7 +516,10 @@ async fn manual_entry(
 
 /// Validate one JSON row as a one-line CSV file would be; `path` names the
 /// request field when it names no contact field.
-pub(crate) fn stage_json_row(row: &JsonRow, path: &str) -> Result<(Layout, StagedRow), ApiError> {
+pub(crate) fn stage_json_row(
+    row: &JsonRow,
+    path: &str,
+) -> Result<(Layout, StagedRow<'static>), ApiError> {
     let (columns, table) = to_table(std::slice::from_ref(row), "")?;
     let layout = Layout::from_header(b',', columns.iter().map(String::as_str)).map_err(|_| {
         ApiError::field(
@@ -524,7 +527,8 @@ pub(crate) fn stage_json_row(row: &JsonRow, path: &str) -> Result<(Layout, Stage
             "names no contact field; use company_name, email, phone, website, ...",
         )
     })?;
-    let staged = Stager::new(&layout).stage(1, &csv::StringRecord::from(table[0].clone()));
+    let record = csv::StringRecord::from(table[0].clone());
+    let staged = Stager::new(&layout).stage(1, &record).into_owned();
     Ok((layout, staged))
 }
 
@@ -537,7 +541,7 @@ pub(crate) async fn stage_single_row(
     source: Source,
     key: Option<String>,
     layout: &Layout,
-    staged: &StagedRow,
+    staged: &StagedRow<'_>,
 ) -> Result<(Import, Uuid), ApiError> {
     let limits = packages::get(&state.store.pool, tenant.package).await?;
     let new = NewImport {
