@@ -706,6 +706,7 @@ async fn raw_values_round_trip_exactly_and_leave_with_their_batch() {
         "{brace},\"quote\"",
         "NULL",
         "Zürich — 東京",
+        "unit\u{1f}separator \\s",
         "",
     ];
     let mut csv = String::from("company;email;notes\n");

@@ -64,8 +64,6 @@ const COPY_HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
 const COPY_TRAILER: &[u8] = &(-1i16).to_be_bytes();
 /// Fields per row: as many as [`COPY_COLUMNS`] names.
 const COPY_FIELDS: i16 = 23;
-/// `pg_type` oid of `text`, named by the binary form of a `text[]`.
-const TEXT_OID: u32 = 25;
 /// Version byte before the JSON text of a binary `jsonb`.
 const JSONB_VERSION: u8 = 1;
 
@@ -93,23 +91,60 @@ fn opt_text(buf: &mut Vec<u8>, v: Option<&str>) {
     }
 }
 
-/// A one-dimensional `text[]` without nulls, in `array_recv`'s format.
-fn text_array(buf: &mut Vec<u8>, values: &[Cow<'_, str>]) {
-    let at = buf.len();
-    buf.extend_from_slice(&0i32.to_be_bytes()); // length, set below
-    let dims = i32::from(!values.is_empty());
-    buf.extend_from_slice(&dims.to_be_bytes());
-    buf.extend_from_slice(&0i32.to_be_bytes()); // no nulls
-    buf.extend_from_slice(&TEXT_OID.to_be_bytes());
-    if dims == 1 {
-        buf.extend_from_slice(&(values.len() as i32).to_be_bytes());
-        buf.extend_from_slice(&1i32.to_be_bytes()); // lower bound
+/// Separates a row's raw values in the stored text (U+001F, "unit separator").
+const RAW_SEPARATOR: char = '\u{1f}';
+
+/// A row's raw values as one text: joined by [`RAW_SEPARATOR`], with `\` and
+/// the separator escaped (`\\`, `\s`) inside values. One text rather than a
+/// `text[]`: the array's per-element headers and alignment made up a sixth of
+/// a staged row, and Postgres parsed every element.
+fn join_raw(out: &mut String, values: &[Cow<'_, str>]) {
+    for (i, v) in values.iter().enumerate() {
+        if i > 0 {
+            out.push(RAW_SEPARATOR);
+        }
+        if v.contains(['\\', RAW_SEPARATOR]) {
+            for c in v.chars() {
+                match c {
+                    '\\' => out.push_str("\\\\"),
+                    RAW_SEPARATOR => out.push_str("\\s"),
+                    c => out.push(c),
+                }
+            }
+        } else {
+            out.push_str(v);
+        }
     }
-    for v in values {
-        text(buf, v);
+}
+
+/// The values [`join_raw`] joined.
+fn split_raw(joined: &str) -> Vec<String> {
+    let mut values = vec![String::new()];
+    let mut chars = joined.chars();
+    while let Some(c) = chars.next() {
+        let current = values.last_mut().expect("never empty");
+        match c {
+            RAW_SEPARATOR => values.push(String::new()),
+            '\\' => match chars.next() {
+                Some('s') => current.push(RAW_SEPARATOR),
+                Some(other) => current.push(other),
+                None => current.push('\\'),
+            },
+            c => current.push(c),
+        }
     }
-    let len = (buf.len() - at - 4) as i32;
-    buf[at..at + 4].copy_from_slice(&len.to_be_bytes());
+    values
+}
+
+/// A row's values as received, in the order of its batch's columns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct RawValues(pub Vec<String>);
+
+impl From<String> for RawValues {
+    fn from(joined: String) -> Self {
+        Self(split_raw(&joined))
+    }
 }
 
 impl CopyRows {
@@ -177,7 +212,9 @@ impl CopyRows {
                 "invalid"
             },
         );
-        text_array(b, &row.raw);
+        let mut raw = String::with_capacity(256);
+        join_raw(&mut raw, &row.raw);
+        text(b, &raw);
         let c = &row.contact;
         opt_text(b, c.company_name.as_deref());
         opt_text(b, c.first_name.as_deref());
@@ -276,7 +313,8 @@ pub struct Row {
     pub id: Uuid,
     pub row_number: i32,
     pub status: String,
-    pub raw: Vec<String>,
+    #[sqlx(try_from = "String")]
+    pub raw: RawValues,
     pub company_name: Option<String>,
     pub first_name: Option<String>,
     pub last_name: Option<String>,
@@ -464,19 +502,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn text_arrays_carry_their_shape_and_nul_becomes_replacement() {
-        let mut buf = Vec::new();
-        text_array(&mut buf, &["a".into(), "b\0".into()]);
-        let be = |at: usize| i32::from_be_bytes(buf[at..at + 4].try_into().unwrap());
-        assert_eq!(be(0) as usize, buf.len() - 4, "length prefix");
-        assert_eq!((be(4), be(8), be(12)), (1, 0, TEXT_OID as i32));
-        assert_eq!((be(16), be(20)), (2, 1), "two elements from index 1");
-        assert_eq!((be(24), &buf[28..29]), (1, &b"a"[..]));
-        assert_eq!(be(29), 4);
-        assert_eq!(&buf[33..], "b\u{FFFD}".as_bytes());
-
-        buf.clear();
-        text_array(&mut buf, &[]);
-        assert_eq!(buf.len(), 16, "an empty array has no dimensions");
+    fn raw_values_survive_joining_whatever_they_hold() {
+        let values: Vec<Cow<'_, str>> =
+            ["a", "", "back\\slash\\s", "sep\u{1f}arated", "\\", "Zürich"]
+                .into_iter()
+                .map(Cow::Borrowed)
+                .collect();
+        let mut joined = String::new();
+        join_raw(&mut joined, &values);
+        assert_eq!(joined.matches(RAW_SEPARATOR).count(), values.len() - 1);
+        assert_eq!(split_raw(&joined), values);
+        assert_eq!(split_raw(""), [""]);
     }
 }

@@ -231,7 +231,7 @@ fn row_view(import: &Import, r: staged_rows::Row) -> RowView {
     };
     let mut raw = serde_json::Map::new();
     let mut extra = serde_json::Map::new();
-    for (i, v) in r.raw.iter().enumerate() {
+    for (i, v) in r.raw.0.iter().enumerate() {
         raw.insert(name(i), json!(v));
         if mapping.get(i).is_none_or(Option::is_none) && !v.trim().is_empty() {
             extra.insert(name(i), json!(v));
