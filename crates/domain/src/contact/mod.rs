@@ -491,7 +491,7 @@ mod tests {
     fn draft<'a>(pairs: &[(Field, &'a str)]) -> Draft<'a> {
         let mut d = Draft::default();
         for (f, v) in pairs {
-            d.set(*f, *v);
+            d.set(*f, v);
         }
         d
     }
