@@ -25,6 +25,8 @@ use bizcontacts_store::{packages, tenants, usage, StoreError};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -177,6 +179,7 @@ async fn stage_all(ctx: &mut JobContext, batch: &Import) -> Result<(), JobError>
         import_id: batch.id,
         tenant: batch.tenant_id,
         rows_per_day: limits.import_rows_per_day,
+        used_up: Arc::default(),
     };
     let outcome = loop {
         let Some(event) = events.recv().await else {
@@ -202,7 +205,8 @@ async fn stage_all(ctx: &mut JobContext, batch: &Import) -> Result<(), JobError>
                 bytes_read,
             } => {
                 if in_flight.len() == CHUNKS_IN_FLIGHT {
-                    let staged = match joined(in_flight.pop_front()).await {
+                    let oldest = in_flight.pop_front().expect("chunks in flight");
+                    let staged = match joined(oldest).await {
                         Ok(s) => s,
                         Err(e) => break Err(e),
                     };
@@ -246,7 +250,7 @@ async fn stage_all(ctx: &mut JobContext, batch: &Import) -> Result<(), JobError>
     // for them, whatever happened, so nothing commits after this run ends.
     let mut outcome = outcome;
     while let Some(task) = in_flight.pop_front() {
-        let done = joined(Some(task)).await;
+        let done = joined(task).await;
         if let (Err(e), Ok(_)) = (done, &outcome) {
             outcome = Err(e);
         }
@@ -332,6 +336,9 @@ struct ChunkTarget {
     import_id: Uuid,
     tenant: bizcontacts_domain::TenantId,
     rows_per_day: i32,
+    /// Set once a chunk was refused rows: the day's allowance is used up, so
+    /// later chunks skip the early `COPY` they would only undo.
+    used_up: Arc<AtomicBool>,
 }
 
 /// What a committed chunk reports.
@@ -346,8 +353,9 @@ impl ChunkTarget {
     /// transaction. The `COPY` runs at once, beside the chunk before it; the
     /// rest waits until that chunk has committed (`previous`), so chunks
     /// commit in file order, the day's allowance is granted in that order, and
-    /// rows past it are removed before anyone can see them. `committed` tells
-    /// the next chunk; dropped unsent, it tells it to give up.
+    /// rows past it are removed before anyone can see them (or, once the
+    /// allowance is known to be used up, only granted rows are copied).
+    /// `committed` tells the next chunk; dropped unsent, it tells it to give up.
     async fn stage(
         self,
         rows: CopyRows,
@@ -356,9 +364,12 @@ impl ChunkTarget {
         (previous, committed): (Option<oneshot::Receiver<()>>, oneshot::Sender<()>),
     ) -> Result<Staged, JobError> {
         let mut tx = self.pool.begin().await?;
-        staged_rows::copy(&mut tx, &rows, rows.len())
-            .await
-            .context("stage rows")?;
+        let copied_early = !self.used_up.load(Ordering::Relaxed);
+        if copied_early {
+            staged_rows::copy(&mut tx, &rows, rows.len())
+                .await
+                .context("stage rows")?;
+        }
         if let Some(previous) = previous {
             previous.await.map_err(|_| {
                 JobError::Retryable(anyhow::anyhow!(
@@ -375,10 +386,22 @@ impl ChunkTarget {
         )
         .await
         .context("import rows per day")?;
-        if let Some(first_refused) = rows.row_number(granted as usize) {
-            staged_rows::delete_from(&mut *tx, self.import_id, first_refused)
-                .await
-                .context("unstage rows over the daily limit")?;
+        if (granted as usize) < rows.len() {
+            self.used_up.store(true, Ordering::Relaxed);
+        }
+        match rows.row_number(granted as usize) {
+            Some(first_refused) if copied_early => {
+                staged_rows::delete_from(&mut *tx, self.import_id, first_refused)
+                    .await
+                    .context("unstage rows over the daily limit")?;
+            }
+            // (The allowance may have come back at midnight.)
+            _ if !copied_early && granted > 0 => {
+                staged_rows::copy(&mut tx, &rows, granted as usize)
+                    .await
+                    .context("stage rows")?;
+            }
+            _ => {}
         }
         let valid = rows.valid_in_first(granted as usize) as i32;
         imports::advance(
@@ -405,8 +428,7 @@ impl ChunkTarget {
 }
 
 /// The result of a chunk's task (a panic or abort is worth a retry).
-async fn joined(task: Option<JoinHandle<Result<Staged, JobError>>>) -> Result<Staged, JobError> {
-    let task = task.expect("a chunk in flight");
+async fn joined(task: JoinHandle<Result<Staged, JobError>>) -> Result<Staged, JobError> {
     task.await
         .map_err(|e| JobError::Retryable(anyhow::anyhow!("chunk task ended: {e}")))?
 }

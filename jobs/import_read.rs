@@ -79,11 +79,11 @@ pub(crate) fn parse(
                             bytes_read,
                         }
                     }
-                    Step::Event(Event::End { last_row, .. }) => Event::End {
+                    Step::End { last_row } => Event::End {
                         last_row,
                         may_repeat,
                     },
-                    Step::Event(e) => e,
+                    Step::Failed(e) => Event::Failed(e),
                 };
                 // The job side has gone away: stop (dropping `steps` stops the reader).
                 if events.blocking_send(event).is_err() {
@@ -103,7 +103,10 @@ enum Step {
         last_row: i32,
         bytes_read: u64,
     },
-    Event(Event),
+    Failed(BatchError),
+    End {
+        last_row: i32,
+    },
 }
 
 /// Read records after `skip_to` into chunks of [`ROWS_PER_TX`] non-blank ones.
@@ -114,7 +117,7 @@ fn read(rows: &mut CsvRows<ChunkReader>, skip_to: i32, steps: std::sync::mpsc::S
         let row = match rows.next_row() {
             Ok(r) => r,
             Err(e) => {
-                let _ = steps.send(Step::Event(Event::Failed(e)));
+                let _ = steps.send(Step::Failed(e));
                 return;
             }
         };
@@ -149,10 +152,7 @@ fn read(rows: &mut CsvRows<ChunkReader>, skip_to: i32, steps: std::sync::mpsc::S
             return;
         }
     }
-    let _ = steps.send(Step::Event(Event::End {
-        last_row,
-        may_repeat: true,
-    }));
+    let _ = steps.send(Step::End { last_row });
 }
 
 /// Normalize, validate and encode a chunk of records, split over `threads`

@@ -499,6 +499,27 @@ async fn rows_beyond_the_daily_limit_are_counted_not_staged() {
 }
 
 #[tokio::test]
+async fn a_long_file_over_the_daily_limit_stages_only_the_allowance() {
+    // Five chunks: the first ones are copied before the allowance is known
+    // and trimmed; those after it skip the copy. Either way only 1,000 stay.
+    let t = Imports::new(PackageName::Free).await; // 1,000 import rows per day
+    let _worker = t.app.worker().await;
+    let id = t.accepted(long_csv(25_000)).await;
+    let view = t.finished(&id).await;
+    assert_eq!(view["status"], "staged", "{view}");
+    assert_eq!(view["counts"]["total"], 1_000);
+    assert_eq!(view["counts"]["not_staged"], 24_000);
+    let (n, max): (i64, Option<i32>) = sqlx::query_as(
+        "SELECT count(*), max(row_number) FROM staged_rows WHERE import_id = $1::uuid",
+    )
+    .bind(&id)
+    .fetch_one(&t.app.store.pool)
+    .await
+    .unwrap();
+    assert_eq!((n, max), (1_000, Some(1_000)), "the first 1,000 rows, once");
+}
+
+#[tokio::test]
 async fn api_import_and_manual_entry_stage_like_csv() {
     let t = Imports::new(PackageName::Pro).await;
     let _worker = t.app.worker().await;

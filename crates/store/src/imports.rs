@@ -277,9 +277,9 @@ pub struct Progress {
 }
 
 /// Advance the checkpoint; call in the transaction that staged the rows.
-/// Chunks commit in file order: this waits for the transaction of the chunk
-/// before (it holds the batch's row) and fails with `Conflict` unless that
-/// chunk committed the checkpoint this one follows.
+/// Fails with `Conflict` unless the batch stands at `after_row`, the
+/// checkpoint the chunk before committed: a chunk whose predecessor did not
+/// commit cannot commit either.
 pub async fn advance(db: impl PgExecutor<'_>, id: Uuid, p: Progress) -> Result<()> {
     let moved = sqlx::query(
         "UPDATE imports SET rows_done = $3, valid_rows = valid_rows + $4,
