@@ -75,6 +75,12 @@ struct SleepParams {
     /// A label recorded with the side effect, so tests can find it.
     #[serde(default)]
     label: String,
+    /// Fail (retryably) at the end instead of writing the effect.
+    #[serde(default)]
+    fail: bool,
+    /// Never look at cancellation (a handler between checkpoints).
+    #[serde(default)]
+    ignore_cancel: bool,
 }
 
 /// `test_sleep`: sleeps with checkpoints, then writes one audit event
@@ -107,7 +113,14 @@ impl JobHandler for Sleep {
             .await;
             done += 1;
             ctx.progress(done, None, Some("sleeping")).await?;
-            ctx.checkpoint().await?;
+            if !p.ignore_cancel && !p.fail {
+                ctx.checkpoint().await?;
+            }
+        }
+        if p.fail {
+            return Err(JobError::Retryable(anyhow::anyhow!(
+                "planned failure after sleeping"
+            )));
         }
         let mut tx = ctx.pool().begin().await?;
         sqlx::query(

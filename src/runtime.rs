@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use bizcontacts_config::{ExposeSecret, LogFormat, Settings};
+use bizcontacts_http::throttle::{SignInGuard, SignInSettings};
 use bizcontacts_http::StateInner;
 use bizcontacts_queue::handler::Registry;
 use bizcontacts_queue::ledger::Ledger;
@@ -102,6 +103,18 @@ pub async fn app_state(
     let redis = redis(settings).await?;
     let registry = bizcontacts_jobs::registry(&settings.dedupe);
     let ledger = ledger(settings, &store, &redis, &registry);
+    let a = &settings.auth;
+    let sign_in = SignInGuard::new(
+        redis.clone(),
+        SignInSettings {
+            free_failures: a.login_free_failures,
+            address_free_failures: a.login_address_free_failures,
+            backoff_base: Duration::from_millis(a.login_backoff_base_ms),
+            backoff_max: Duration::from_secs(a.login_backoff_max_secs),
+            window: Duration::from_secs(a.login_failure_window_secs),
+            max_concurrent_hashes: a.max_concurrent_hashes,
+        },
+    );
     Ok(bizcontacts_http::State::new(StateInner {
         store,
         redis,
@@ -109,9 +122,16 @@ pub async fn app_state(
         registry,
         passwords: passwords(settings)?,
         session_ttl: chrono::Duration::seconds(settings.auth.session_ttl_secs),
+        invitation_ttl: chrono::Duration::hours(settings.auth.invitation_ttl_hours),
         json_body_limit: settings.http.json_body_limit_bytes,
         upload_limit: settings.imports.max_upload_bytes,
         api_import_max_rows: settings.imports.api_max_rows,
+        api_import_body_limit: settings.imports.api_max_body_bytes,
+        body_idle_timeout: Duration::from_secs(settings.http.body_idle_timeout_secs),
+        header_read_timeout: Duration::from_secs(settings.http.header_read_timeout_secs),
+        upload_timeout: Duration::from_secs(settings.imports.upload_timeout_secs),
+        uploads_per_tenant: settings.imports.max_concurrent_uploads_per_tenant,
+        sign_in,
     }))
 }
 

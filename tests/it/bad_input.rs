@@ -108,7 +108,8 @@ async fn bodies_of_the_wrong_size_type_or_shape_write_nothing() {
     );
 
     // Oversized (the JSON limit is 1 MiB).
-    let huge = json!({ "email": "a@example.com", "role": "member", "password": "x".repeat(2 * 1024 * 1024) });
+    let huge =
+        json!({ "email": "a@example.com", "role": "member", "note": "x".repeat(2 * 1024 * 1024) });
     let body = problem(
         app.post(&members, &admin.token)
             .json(&huge)
@@ -152,29 +153,22 @@ async fn bodies_of_the_wrong_size_type_or_shape_write_nothing() {
     // Well-formed, wrong shape: each names its field.
     for (payload, field) in [
         (
-            json!({ "email": "a@example.com", "role": "emperor", "password": "long enough pw" }),
+            json!({ "email": "a@example.com", "role": "emperor" }),
             "role",
         ),
         (
-            json!({ "email": "a@example.com", "role": "member", "password": 42 }),
-            "password",
-        ),
-        (
-            json!({ "email": "a@example.com", "role": "member", "password": "long enough pw", "admin": true }),
+            json!({ "email": "a@example.com", "role": "member", "admin": true }),
             "admin",
         ),
         (
-            json!({ "email": "not-an-email", "role": "member", "password": "long enough pw" }),
+            json!({ "email": "a@example.com", "role": "member", "password": "chosen for them" }),
+            "password",
+        ),
+        (
+            json!({ "email": "not-an-email", "role": "member" }),
             "email",
         ),
-        (
-            json!({ "email": "a@example.com", "role": "member", "password": "short" }),
-            "password",
-        ),
-        (
-            json!({ "email": "a@example.com", "role": "member" }),
-            "password",
-        ),
+        (json!({ "role": "member" }), "email"),
     ] {
         let body = problem(
             app.post(&members, &admin.token)

@@ -695,3 +695,95 @@ async fn a_sweep_reports_candidates_and_merges_only_when_asked() {
             .unwrap();
     assert_eq!(gone.map(|g| g.to_string()), Some(a));
 }
+
+#[tokio::test]
+async fn a_row_rejected_while_its_chunk_merges_waits_and_keeps_its_provenance() {
+    // No worker: the test plays the dedupe chunk itself, to hold it open.
+    let t = Imports::new(PackageName::Pro).await;
+    let res = t
+        .manual(json!({ "company_name": "Race Condition Ltd", "email": "race@cond.example" }))
+        .await;
+    assert_eq!(res.status(), 201);
+    let entry: Value = res.json().await.unwrap();
+    let (import, row) = (
+        entry["import_id"].as_str().unwrap().to_string(),
+        entry["row_id"].as_str().unwrap().to_string(),
+    );
+    let res = t.review(&import, json!({ "approve": "all_valid" })).await;
+    assert_eq!(res.status(), 202);
+
+    // The chunk reads its approved rows...
+    let pool = &t.app.store.pool;
+    let mut chunk = pool.begin().await.unwrap();
+    let rows = bizcontacts_store::corpus::pending_rows(&mut *chunk, import.parse().unwrap(), 0, 10)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+
+    // ...a reviewer rejects the row meanwhile: the review waits for the chunk.
+    let reject = {
+        let (client, url, token) = (
+            t.app.client.clone(),
+            t.app.url(&t.path(&format!("/{import}/review"))),
+            t.reviewer.token.clone(),
+        );
+        let body = json!({ "reject": [row] });
+        tokio::spawn(async move {
+            client
+                .post(url)
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+        })
+    };
+    wait_until(10, "the review waits on the chunk's row lock", || async {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
+             AND wait_event_type = 'Lock' AND query LIKE '%FROM staged_rows%FOR UPDATE%'",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        waiting == 1
+    })
+    .await;
+
+    // The chunk creates the contact and links the row (as `corpus::write`
+    // does), and commits.
+    let contact = Uuid::now_v7();
+    sqlx::query("INSERT INTO contacts (id, company_name) VALUES ($1, 'Race Condition Ltd')")
+        .bind(contact)
+        .execute(&mut *chunk)
+        .await
+        .unwrap();
+    sqlx::query(
+        "UPDATE staged_rows SET status = 'merged', contact_id = $2, merged_at = now(), outcome = 'created'
+         WHERE id = $1 AND status = 'approved'",
+    )
+    .bind(rows[0].id)
+    .bind(contact)
+    .execute(&mut *chunk)
+    .await
+    .unwrap();
+    chunk.commit().await.unwrap();
+
+    // The review then finds the row in the corpus and changes nothing.
+    let res = reject.await.unwrap();
+    let body = problem(res, 422).await;
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("already in the corpus"),
+        "{body}"
+    );
+    let (status, linked): (String, Option<Uuid>) =
+        sqlx::query_as("SELECT status, contact_id FROM staged_rows WHERE id = $1")
+            .bind(rows[0].id)
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    assert_eq!((status.as_str(), linked), ("merged", Some(contact)));
+}

@@ -252,28 +252,39 @@ async fn members_respect_the_package_user_limit_and_keep_an_admin() {
     let admin = app.member(tenant, Role::OrgAdmin).await;
     let path = format!("/v1/tenants/{tenant}/members");
 
+    // The invitation holds the second seat; a third person is over the limit.
     let res = app
         .post(&path, &admin.token)
-        .json(&json!({ "email": "New.Person@Example.com", "role": "importer", "password": "long enough pw" }))
+        .json(&json!({ "email": "New.Person@Example.com", "role": "importer" }))
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), 201);
-    let added: Value = res.json().await.unwrap();
-    assert_eq!(added["role"], "importer");
-    assert_eq!(added["email"], "New.Person@example.com");
-
+    let invited: Value = res.json().await.unwrap();
+    assert_eq!(invited["role"], "importer");
+    assert_eq!(invited["email"], "New.Person@example.com");
     let res = app
         .post(&path, &admin.token)
-        .json(&json!({ "email": "third@example.com", "role": "member", "password": "long enough pw" }))
+        .json(&json!({ "email": "third@example.com", "role": "member" }))
         .send()
         .await
         .unwrap();
     let body = problem(res, 409).await;
     assert_eq!(body["limit"], "users");
     assert!(body["detail"].as_str().unwrap().contains("2 users"));
-    let users_before = app.count("users").await;
-    assert_eq!(users_before, 2, "the refused user was not half-created");
+    let res = app
+        .client
+        .post(app.url(&format!(
+            "/v1/invitations/{}/accept",
+            invited["token"].as_str().unwrap()
+        )))
+        .json(&json!({ "password": "long enough pw" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let added: Value = res.json().await.unwrap();
+    assert_eq!(app.count("users").await, 2, "only the invitee was created");
 
     // Role change and removal; the last org_admin stays.
     let member_path = format!("{path}/{}", added["user_id"].as_str().unwrap());
@@ -318,7 +329,12 @@ async fn members_respect_the_package_user_limit_and_keep_an_admin() {
     .await;
 
     let actions = audit_actions(&app).await;
-    for a in ["member.added", "member.role_changed", "member.removed"] {
+    for a in [
+        "invitation.created",
+        "invitation.accepted",
+        "member.role_changed",
+        "member.removed",
+    ] {
         assert!(
             actions.contains(&a.to_string()),
             "{a} missing from {actions:?}"

@@ -208,3 +208,94 @@ async fn quota_reset_opens_the_day_for_every_tenant_once() {
     .unwrap();
     assert_eq!(rows, 2, "one usage day per tenant, however often it runs");
 }
+
+#[tokio::test]
+async fn a_cancelled_job_whose_worker_is_killed_ends_cancelled_and_frees_the_slot() {
+    let app = TestApp::spawn().await;
+    let tenant = app.tenant(PackageName::Free).await; // one job at a time
+    let ledger = app.ledger().await;
+    let id = app
+        .enqueue(vec![test_job(
+            Some(tenant),
+            "test_sleep",
+            json!({ "ms": 60000 }),
+        )])
+        .await[0];
+    let mut first = app.spawn_worker_process();
+    wait_until(30, "job running", || async {
+        app.job_status(id).await == "running"
+    })
+    .await;
+    // The cancel is asked while it runs, then its worker dies before it sees it.
+    ledger.cancel(Some(tenant), id).await.unwrap();
+    first.start_kill().unwrap();
+    first.wait().await.unwrap();
+
+    // The next job of the tenant waits for the slot.
+    let next = app
+        .enqueue(vec![test_job(
+            Some(tenant),
+            "test_sleep",
+            json!({ "ms": 10 }),
+        )])
+        .await[0];
+    let _second = app.spawn_worker_process();
+    wait_until(60, "the cancelled job ends cancelled", || async {
+        app.job_status(id).await == "cancelled"
+    })
+    .await;
+    wait_until(
+        60,
+        "the tenant's next job runs in the freed slot",
+        || async { app.job_status(next).await == "succeeded" },
+    )
+    .await;
+    assert_eq!(
+        effects(&app, id).await,
+        0,
+        "the cancelled job had no effect"
+    );
+}
+
+#[tokio::test]
+async fn a_cancelled_job_that_fails_or_is_released_ends_cancelled() {
+    let app = TestApp::spawn().await;
+    let tenant = app.tenant(PackageName::Free).await;
+    let ledger = app.ledger().await;
+    // A failing job with retries left: its retry would have been queued.
+    let failing = app
+        .enqueue(vec![test_job(
+            Some(tenant),
+            "test_sleep",
+            json!({ "ms": 1500, "fail": true }),
+        )])
+        .await[0];
+    let mut worker = app.spawn_worker_process();
+    wait_until(30, "failing job running", || async {
+        app.job_status(failing).await == "running"
+    })
+    .await;
+    ledger.cancel(Some(tenant), failing).await.unwrap();
+    wait_until(30, "failing job cancelled", || async {
+        app.job_status(failing).await == "cancelled"
+    })
+    .await;
+
+    // A long job asked to cancel, then its worker shuts down: not released
+    // back to the queue, but cancelled.
+    let long = app
+        .enqueue(vec![test_job(
+            Some(tenant),
+            "test_sleep",
+            json!({ "ms": 60000, "ignore_cancel": true }),
+        )])
+        .await[0];
+    wait_until(30, "long job running", || async {
+        app.job_status(long).await == "running"
+    })
+    .await;
+    ledger.cancel(Some(tenant), long).await.unwrap();
+    sigterm(worker.id().unwrap());
+    worker.wait().await.unwrap();
+    assert_eq!(app.job_status(long).await, "cancelled");
+}

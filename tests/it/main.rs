@@ -6,12 +6,14 @@
 
 mod harness;
 
+mod abuse;
 mod bad_input;
 mod cli;
 mod dedupe;
 mod http_basics;
 mod identity;
 mod imports;
+mod invitations;
 mod jobs;
 mod jobs_processes;
 mod permission_matrix;

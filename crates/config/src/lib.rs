@@ -68,6 +68,14 @@ pub struct ImportSettings {
     pub max_upload_bytes: usize,
     /// Most rows one `POST /imports` call may carry.
     pub api_max_rows: usize,
+    /// Largest `POST /imports` JSON body, in bytes: it is parsed in memory,
+    /// so it is bounded far below a streamed CSV upload.
+    pub api_max_body_bytes: usize,
+    /// Uploads (CSV or API import) one tenant may have in flight at once;
+    /// the next one is a 429 naming this limit.
+    pub max_concurrent_uploads_per_tenant: usize,
+    /// An upload that has not finished after this long is ended (408).
+    pub upload_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -110,6 +118,11 @@ pub struct HttpSettings {
     pub public_url: String,
     pub json_body_limit_bytes: usize,
     pub shutdown_timeout_secs: u64,
+    /// A request body that sends nothing for this long is ended with a 408.
+    pub body_idle_timeout_secs: u64,
+    /// A client that has not sent its request headers after this long is
+    /// disconnected.
+    pub header_read_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -131,6 +144,21 @@ pub struct AuthSettings {
     pub argon2_memory_kib: u32,
     pub argon2_iterations: u32,
     pub argon2_parallelism: u32,
+    /// Wrong passwords an account may get before sign-in backs off.
+    pub login_free_failures: u32,
+    /// Wrong passwords (to any account) one client address may send before
+    /// its sign-ins back off.
+    pub login_address_free_failures: u32,
+    /// First back-off; it doubles with every further failure.
+    pub login_backoff_base_ms: u64,
+    /// Longest back-off.
+    pub login_backoff_max_secs: u64,
+    /// Failures are forgotten this long after the last one.
+    pub login_failure_window_secs: u64,
+    /// Password hashes computed at once; sign-ins beyond wait for a turn.
+    pub max_concurrent_hashes: usize,
+    /// An invitation not accepted within this many hours expires.
+    pub invitation_ttl_hours: i64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

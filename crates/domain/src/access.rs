@@ -206,6 +206,11 @@ impl PermissionSet {
         self.0 == 0
     }
 
+    /// Every permission of `self` is in `other`.
+    pub fn is_subset_of(self, other: Self) -> bool {
+        self.0 & !other.0 == 0
+    }
+
     pub fn iter(self) -> impl Iterator<Item = Permission> {
         Permission::ALL
             .iter()

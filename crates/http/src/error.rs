@@ -62,6 +62,7 @@ impl Problem {
             StatusCode::NOT_FOUND => "not-found",
             StatusCode::METHOD_NOT_ALLOWED => "method-not-allowed",
             StatusCode::CONFLICT => "conflict",
+            StatusCode::REQUEST_TIMEOUT => "request-timeout",
             StatusCode::PAYLOAD_TOO_LARGE => "payload-too-large",
             StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported-media-type",
             StatusCode::UNPROCESSABLE_ENTITY => "validation-error",
@@ -122,6 +123,20 @@ pub enum ApiError {
         max: i32,
         detail: String,
     },
+    /// Too many attempts or requests at once (sign-in back-off, concurrent
+    /// uploads): 429 with `Retry-After` of `retry_after` seconds.
+    #[error("{detail}")]
+    Throttled {
+        limit: &'static str,
+        detail: String,
+        retry_after: u64,
+    },
+    /// The client stopped sending its request body.
+    #[error("{0}")]
+    RequestTimeout(String),
+    /// A dependency is down or saturated; the client may retry after a while.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("{0}")]
     PayloadTooLarge(String),
     #[error("{0}")]
@@ -133,6 +148,21 @@ pub enum ApiError {
 impl ApiError {
     pub fn field(field: &str, reason: impl Into<String>) -> Self {
         ApiError::Validation(vec![FieldError::new(field, reason)])
+    }
+
+    /// A request body that failed while it was read: a 408 when the client
+    /// went quiet past the idle timeout, else a 400 saying it broke off.
+    pub fn body(err: &(dyn std::error::Error + 'static)) -> Self {
+        let mut cause = Some(err);
+        while let Some(e) = cause {
+            if e.is::<tower_http::timeout::TimeoutError>() {
+                return ApiError::RequestTimeout(
+                    "the request body stopped arriving; send it again without long pauses".into(),
+                );
+            }
+            cause = e.source();
+        }
+        ApiError::BadRequest(format!("the request body was interrupted: {err}"))
     }
 }
 
@@ -194,6 +224,12 @@ impl IntoResponse for ApiError {
                 limit: Some((*limit).to_string()),
                 ..Problem::new(StatusCode::TOO_MANY_REQUESTS, detail)
             },
+            ApiError::Throttled { limit, detail, .. } => Problem {
+                limit: Some((*limit).to_string()),
+                ..Problem::new(StatusCode::TOO_MANY_REQUESTS, detail)
+            },
+            ApiError::RequestTimeout(d) => Problem::new(StatusCode::REQUEST_TIMEOUT, d),
+            ApiError::Unavailable(d) => Problem::new(StatusCode::SERVICE_UNAVAILABLE, d),
             ApiError::PayloadTooLarge(d) => Problem::new(StatusCode::PAYLOAD_TOO_LARGE, d),
             ApiError::UnsupportedMediaType(d) => {
                 Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, d)
@@ -211,7 +247,22 @@ impl IntoResponse for ApiError {
             ApiError::DailyLimit { max, .. } => Some(*max),
             _ => None,
         };
+        let retry_after = match &self {
+            ApiError::Throttled { retry_after, .. } => Some(*retry_after),
+            ApiError::Unavailable(_) => Some(5),
+            _ => None,
+        };
+        let closes = matches!(self, ApiError::RequestTimeout(_));
         problem.into_response_with(|res| {
+            if let Some(secs) = retry_after {
+                res.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+            }
+            if closes {
+                // The rest of the body may never come: do not wait for it.
+                res.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
             if let Some(max) = daily {
                 let h = res.headers_mut();
                 h.insert(

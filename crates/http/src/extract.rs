@@ -28,7 +28,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::PayloadTooLarge("request body is larger than the limit".into())
             } else {
-                ApiError::BadRequest(rejection.body_text())
+                ApiError::body(&rejection)
             }
         })?;
         parse_json(&bytes).map(ApiJson)
@@ -134,6 +134,23 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestId {
                 .get(crate::middleware::REQUEST_ID)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string),
+        ))
+    }
+}
+
+/// The client's address as the socket saw it (`None` when the app runs
+/// without the intake's accept loop, as in router-level tests).
+pub struct ClientAddr(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddr(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip()),
         ))
     }
 }

@@ -12,10 +12,12 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod identity;
+pub mod json_rows;
 pub mod middleware;
 pub mod pagination;
 pub mod routes;
 pub mod state;
+pub mod throttle;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, StatusCode};
@@ -29,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::OpenApi;
@@ -63,13 +66,20 @@ impl utoipa::Modify for BearerAuth {
 
 /// Routes plus the OpenAPI document generated from them: those with JSON
 /// bodies, and the upload routes, whose bodies may be far larger.
-pub fn api() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi) {
+pub fn api() -> (
+    Router<AppState>,
+    Router<AppState>,
+    Router<AppState>,
+    utoipa::openapi::OpenApi,
+) {
     let (json, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(routes::router())
         .split_for_parts();
     let (uploads, upload_doc) = routes::imports::upload_router().split_for_parts();
     openapi.merge(upload_doc);
-    (json, uploads, openapi)
+    let (api_imports, api_import_doc) = routes::imports::api_import_router().split_for_parts();
+    openapi.merge(api_import_doc);
+    (json, uploads, api_imports, openapi)
 }
 
 /// The whole application: routes, `/openapi.json`, and the layers every
@@ -78,16 +88,22 @@ pub fn api() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi) {
 pub fn app(state: AppState) -> Router {
     // Install the recorder before the first request records anything.
     bizcontacts_telemetry::prometheus();
-    let (json, uploads, openapi) = api();
+    let (json, uploads, api_imports, openapi) = api();
     let openapi = std::sync::Arc::new(openapi);
     let request_id = HeaderName::from_static(middleware::REQUEST_ID);
-    // Uploads stream and count their own bytes; DefaultBodyLimit bounds the
-    // extractors (multipart, API import JSON) on the same routes.
+    // Uploads stream to a spool file and count their own bytes;
+    // DefaultBodyLimit bounds the multipart extractor on the same route. An
+    // API import is parsed in memory, so its limit is far lower.
     let uploads = uploads.layer(DefaultBodyLimit::max(state.upload_limit));
+    let api_imports = api_imports.layer(DefaultBodyLimit::max(state.api_import_body_limit));
     json.route("/openapi.json", get(move || async move { Json(openapi.as_ref().clone()) }))
         .fallback(|| async { StatusCode::NOT_FOUND.into_response() })
         .layer(RequestBodyLimitLayer::new(state.json_body_limit))
         .merge(uploads)
+        .merge(api_imports)
+        // Inside the problem layer, so a 408's body is a problem too; every
+        // body, JSON or upload, ends once its client goes quiet.
+        .layer(RequestBodyTimeoutLayer::new(state.body_idle_timeout))
         .layer(CatchPanicLayer::custom(middleware::panic_response))
         .layer(axum::middleware::from_fn(middleware::http_metrics))
         .layer(axum::middleware::from_fn(middleware::problem_responses))
@@ -121,23 +137,66 @@ pub fn ops_app() -> Router {
 
 /// Serve until `shutdown` fires, then let in-flight requests finish for up to
 /// `grace`.
+///
+/// Our own accept loop instead of `axum::serve`: it bounds how long a
+/// connection may take to send its request headers (a slowloris otherwise
+/// holds a socket forever), and hands every request its client address
+/// (`ConnectInfo<SocketAddr>`), which sign-in throttling keys on.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: CancellationToken,
     grace: Duration,
 ) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+    use tower::Service;
+
+    let header_timeout = state.header_read_timeout;
     let app = app(state);
-    let signal = shutdown.clone();
-    let server =
-        axum::serve(listener, app).with_graceful_shutdown(async move { signal.cancelled().await });
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => break,
+        };
+        let app = app.clone();
+        let service =
+            hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                app.clone().call(req.map(axum::body::Body::new))
+            });
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            // Client resets and timeouts end connections; nothing to report.
+            let _ = conn.await;
+        });
+    }
+    drop(listener);
     tokio::select! {
-        res = server => res,
-        _ = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(grace) => {
             tracing::warn!("shutdown grace period over; dropping remaining connections");
-            Ok(())
         }
     }
+    Ok(())
 }
 
 /// Serve any router until `shutdown` (no grace period: for ops endpoints).

@@ -6,6 +6,7 @@ use bizcontacts_queue::Redis;
 use bizcontacts_security::PasswordHasherConfig;
 use bizcontacts_store::Store;
 use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);
@@ -20,12 +21,26 @@ pub struct Inner {
     pub passwords: PasswordHasherConfig,
     /// How long a sign-in session lasts.
     pub session_ttl: chrono::Duration,
+    /// How long an invitation stays open.
+    pub invitation_ttl: chrono::Duration,
     /// Largest JSON body accepted.
     pub json_body_limit: usize,
     /// Largest upload (CSV, API import) accepted.
     pub upload_limit: usize,
     /// Most rows in one API import.
     pub api_import_max_rows: usize,
+    /// Largest API import body.
+    pub api_import_body_limit: usize,
+    /// A body that sends nothing for this long is a 408.
+    pub body_idle_timeout: Duration,
+    /// A connection must send its request headers within this.
+    pub header_read_timeout: Duration,
+    /// How long an upload may take in all.
+    pub upload_timeout: Duration,
+    /// Uploads one tenant may have in flight.
+    pub uploads_per_tenant: usize,
+    /// Sign-in throttling and the bound on concurrent password hashing.
+    pub sign_in: crate::throttle::SignInGuard,
 }
 
 impl AppState {

@@ -1,7 +1,7 @@
 //! The shape of a CSV file: its delimiter and what each header column means.
 
-use crate::BatchError;
-use bizcontacts_domain::contact::Field;
+use crate::{BatchError, MAX_COLUMNS};
+use bizcontacts_domain::contact::{Field, FIELD_COUNT};
 
 /// Delimiters tried, in order of preference when the evidence ties.
 const DELIMITERS: [u8; 4] = [b',', b';', b'\t', b'|'];
@@ -75,9 +75,18 @@ impl Layout {
     ) -> Result<Self, BatchError> {
         let mut header = Vec::new();
         let mut mapping = Vec::new();
+        // Which fields a column already took: one look-up per column, not a
+        // scan of the columns before it.
+        let mut taken = [false; FIELD_COUNT];
         for (i, cell) in cells.into_iter().enumerate() {
+            if i == MAX_COLUMNS {
+                return Err(BatchError(format!(
+                    "the header row has more than {MAX_COLUMNS} columns; keep the contact fields and at most {MAX_COLUMNS} columns in all"
+                )));
+            }
             let name = cell.trim().trim_start_matches('\u{feff}');
-            let field = Field::from_header(name).filter(|f| !mapping.contains(&Some(*f)));
+            let field = Field::from_header(name)
+                .filter(|f| !std::mem::replace(&mut taken[f.index()], true));
             header.push(if name.is_empty() {
                 format!("column_{}", i + 1)
             } else {
@@ -150,6 +159,19 @@ mod tests {
             ]
         );
         assert_eq!(l.header[3], "column_4");
+    }
+
+    #[test]
+    fn a_header_past_the_column_cap_is_refused_early() {
+        let many: Vec<String> = (0..100_000).map(|i| format!("c{i}")).collect();
+        let mut cells = vec!["company_name"];
+        cells.extend(many.iter().map(String::as_str));
+        let e = Layout::from_header(b',', cells).unwrap_err();
+        assert!(e.0.contains("more than 200 columns"), "{e}");
+        let ok: Vec<&str> = std::iter::once("email")
+            .chain(many[..199].iter().map(String::as_str))
+            .collect();
+        assert_eq!(Layout::from_header(b',', ok).unwrap().header.len(), 200);
     }
 
     #[test]

@@ -21,6 +21,10 @@ pub use reader::CsvRows;
 pub use sniff::Sniffer;
 pub use stage::Stager;
 
+/// Most columns a header row (or the rows of one API import) may have: no
+/// contact needs more, and the cap keeps work per row bounded.
+pub const MAX_COLUMNS: usize = 200;
+
 /// A file that cannot be staged at all; the message is for the uploader.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]

@@ -311,18 +311,27 @@ pub async fn finish(ledger: &Ledger, items: &[(Uuid, Uuid, Finish)]) -> Result<(
         let mut tx = ledger.pool().begin().await?;
         tune_hot_tx(&mut tx).await?;
         let rows: Vec<(Option<Uuid>, String, String)> = sqlx::query_as(
-            "UPDATE jobs j SET
-                 status = r.status,
+            // A run whose job was asked to cancel ends `cancelled` unless it
+            // succeeded: a retry would be queued but never claimed (claims
+            // skip cancel_requested), holding the tenant's slot forever.
+            "WITH r AS (
+                 SELECT r.*, CASE WHEN j.cancel_requested AND r.status <> 'succeeded' THEN 'cancelled'
+                                  ELSE r.status END AS final
+                 FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::bigint[], $6::text[])
+                      AS r(id, run_id, status, error, delay_ms, reason)
+                 JOIN jobs j ON j.id = r.id
+             )
+             UPDATE jobs j SET
+                 status = r.final,
                  last_error = coalesce(r.error, j.last_error),
-                 waiting_reason = r.reason,
+                 waiting_reason = CASE WHEN r.final = 'queued' THEN r.reason END,
                  run_id = NULL, lease_until = NULL,
-                 finished_at = CASE WHEN r.status = 'queued' THEN NULL ELSE now() END,
-                 run_after = CASE WHEN r.status = 'queued' THEN now() + r.delay_ms * interval '1 millisecond' ELSE j.run_after END,
-                 queued_at = CASE WHEN r.status = 'queued' THEN now() ELSE j.queued_at END,
-                 push_seq = CASE WHEN r.status = 'queued' THEN j.push_seq + 1 ELSE j.push_seq END,
-                 pushed_at = CASE WHEN r.status = 'queued' THEN NULL ELSE j.pushed_at END
-             FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::bigint[], $6::text[])
-                  AS r(id, run_id, status, error, delay_ms, reason)
+                 finished_at = CASE WHEN r.final = 'queued' THEN NULL ELSE now() END,
+                 run_after = CASE WHEN r.final = 'queued' THEN now() + r.delay_ms * interval '1 millisecond' ELSE j.run_after END,
+                 queued_at = CASE WHEN r.final = 'queued' THEN now() ELSE j.queued_at END,
+                 push_seq = CASE WHEN r.final = 'queued' THEN j.push_seq + 1 ELSE j.push_seq END,
+                 pushed_at = CASE WHEN r.final = 'queued' THEN NULL ELSE j.pushed_at END
+             FROM r
              WHERE j.id = r.id AND j.run_id = r.run_id AND j.status = 'running'
              RETURNING j.tenant_id, j.kind, j.status",
         )
@@ -452,16 +461,24 @@ pub async fn release(ledger: &Ledger, runs: &[Uuid]) -> Result<u64, sqlx::Error>
     if runs.is_empty() {
         return Ok(0);
     }
-    let released: Vec<(Uuid, String, i32)> = sqlx::query_as(
-        "UPDATE jobs SET status = 'queued', attempts = greatest(attempts - 1, 0), run_id = NULL,
+    // A run asked to cancel ends cancelled instead (see `finish`).
+    let released: Vec<(Uuid, String, i32, String)> = sqlx::query_as(
+        "UPDATE jobs SET status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'queued' END,
+                finished_at = CASE WHEN cancel_requested THEN now() END,
+                attempts = greatest(attempts - 1, 0), run_id = NULL,
                 lease_until = NULL, queued_at = now(), push_seq = push_seq + 1, pushed_at = NULL,
-                waiting_reason = 'released by a worker that shut down'
-         WHERE run_id = ANY($1) AND status = 'running' RETURNING id, kind, push_seq",
+                waiting_reason = CASE WHEN cancel_requested THEN NULL ELSE 'released by a worker that shut down' END
+         WHERE run_id = ANY($1) AND status = 'running' RETURNING id, kind, push_seq, status",
     )
     .bind(runs)
     .fetch_all(ledger.pool())
     .await?;
     let n = released.len() as u64;
+    let released: Vec<(Uuid, String, i32)> = released
+        .into_iter()
+        .filter(|(.., status)| status == "queued")
+        .map(|(id, kind, seq, _)| (id, kind, seq))
+        .collect();
     ledger
         .push(crate::ledger::Pending {
             messages: released

@@ -103,10 +103,13 @@ pub async fn tick(
     }
 
     let expired: Vec<(Uuid, String, String, Option<Uuid>)> = sqlx::query_as(
+        // A job whose cancel was asked ends cancelled here: queued again it
+        // would never be claimed, yet hold its tenant's slot forever.
         "UPDATE jobs j SET
-             status = CASE WHEN j.attempts >= j.max_attempts THEN 'dead' ELSE 'queued' END,
+             status = CASE WHEN j.cancel_requested THEN 'cancelled'
+                           WHEN j.attempts >= j.max_attempts THEN 'dead' ELSE 'queued' END,
              last_error = 'the worker running this job stopped responding (lease expired)',
-             finished_at = CASE WHEN j.attempts >= j.max_attempts THEN now() ELSE NULL END,
+             finished_at = CASE WHEN j.cancel_requested OR j.attempts >= j.max_attempts THEN now() ELSE NULL END,
              run_id = NULL, lease_until = NULL, queued_at = now(),
              push_seq = j.push_seq + 1, pushed_at = NULL
          WHERE j.id IN (SELECT id FROM jobs WHERE status = 'running' AND lease_until < now()
@@ -121,8 +124,8 @@ pub async fn tick(
     for (id, kind, status, tenant) in &expired {
         tracing::warn!(job_id = %id, kind, status, "job lease expired");
         metrics::lease_expired(kind);
-        if status == "dead" {
-            metrics::finished(kind, "dead");
+        if status != "queued" {
+            metrics::finished(kind, status);
         }
         freed.extend(tenant);
     }

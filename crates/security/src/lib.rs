@@ -5,8 +5,8 @@
 //! a stolen database useless (nothing to brute-force) and lets us look a token
 //! up by its hash in one indexed query.
 //!
-//! Token shapes: `bcs_<43 chars>` for sessions, `bck_<8-char prefix>_<43 chars>`
-//! for API keys. The prefix is stored in clear so people can recognise a key in
+//! Token shapes: `bcs_<43 chars>` for sessions, `bci_<43 chars>` for
+//! invitations, `bck_<8-char prefix>_<43 chars>` for API keys. The prefix is stored in clear so people can recognise a key in
 //! a list; it is not secret and not enough to use the key.
 
 use argon2::password_hash::rand_core::OsRng;
@@ -20,6 +20,7 @@ use subtle::ConstantTimeEq;
 
 pub const SESSION_TOKEN_PREFIX: &str = "bcs_";
 pub const API_KEY_PREFIX: &str = "bck_";
+pub const INVITATION_TOKEN_PREFIX: &str = "bci_";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SecurityError {
@@ -94,6 +95,11 @@ pub fn hashes_equal(a: &[u8], b: &[u8]) -> bool {
 /// A new session token.
 pub fn new_session_token() -> String {
     format!("{SESSION_TOKEN_PREFIX}{}", random_token())
+}
+
+/// A new invitation token (`bci_<43 chars>`), shown once to the inviter.
+pub fn new_invitation_token() -> String {
+    format!("{INVITATION_TOKEN_PREFIX}{}", random_token())
 }
 
 /// A new API key and its recognisable prefix (`bck_xxxxxxxx`).

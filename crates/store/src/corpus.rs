@@ -14,7 +14,7 @@
 //! locks would need thousands of locks per chunk; one short critical section
 //! per chunk is cheaper and makes the outcome independent of worker count.
 
-use crate::Result;
+use crate::{Result, StoreError};
 use bizcontacts_matching::{BlockId, Prepared, Record};
 use sqlx::{PgConnection, PgExecutor, Row};
 use std::collections::HashMap;
@@ -187,6 +187,9 @@ pub struct PendingRow {
 
 /// Approved rows of a batch after `after_row`, in row order, leaving out
 /// rows that wait for a reviewer's match decision.
+/// (Locked `FOR UPDATE` until the caller's transaction ends, so a review
+/// cannot reject a row while its chunk is being merged: it waits, then finds
+/// the row in the corpus.)
 pub async fn pending_rows(
     db: impl PgExecutor<'_>,
     import_id: Uuid,
@@ -198,7 +201,8 @@ pub async fn pending_rows(
          FROM staged_rows s
          WHERE s.import_id = $1 AND s.status = 'approved' AND s.row_number > $2
            AND NOT EXISTS (SELECT 1 FROM match_candidates m WHERE m.row_id = s.id AND m.decision IS NULL)
-         ORDER BY s.row_number LIMIT $3",
+         ORDER BY s.row_number LIMIT $3
+         FOR UPDATE OF s",
         columns("s.")
     ))
     .bind(import_id)
@@ -334,13 +338,14 @@ async fn save_contacts(tx: &mut PgConnection, contacts: &[Contact], insert: bool
 }
 
 /// Write a chunk's merges, with the rows' links and the batch's counters.
+/// The rows must have been read with [`pending_rows`] in the same transaction.
 pub async fn write(tx: &mut PgConnection, import_id: Uuid, w: &ChunkWrites) -> Result<()> {
     save_contacts(tx, &w.created, true).await?;
     save_contacts(tx, &w.updated, false).await?;
     add_keys(tx, &w.keys).await?;
     let (rows, (contacts, created)): (Vec<Uuid>, (Vec<Uuid>, Vec<bool>)) =
         w.links.iter().map(|&(r, c, n)| (r, (c, n))).unzip();
-    sqlx::query(
+    let linked = sqlx::query(
         "UPDATE staged_rows s SET status = 'merged', contact_id = t.contact, merged_at = now(),
                 outcome = CASE WHEN t.created THEN 'created' ELSE 'merged' END
          FROM UNNEST($1::uuid[], $2::uuid[], $3::bool[]) AS t(row_id, contact, created)
@@ -350,7 +355,18 @@ pub async fn write(tx: &mut PgConnection, import_id: Uuid, w: &ChunkWrites) -> R
     .bind(&contacts)
     .bind(&created)
     .execute(&mut *tx)
-    .await?;
+    .await?
+    .rows_affected();
+    // Every value written above came from one of these rows; a row that is
+    // no longer approved would leave values in the corpus with no provenance.
+    // `pending_rows` locks them, so this is a guard, not a path.
+    if linked != rows.len() as u64 {
+        return Err(StoreError::Conflict(format!(
+            "{} of {} rows changed status while their chunk was planned",
+            rows.len() as u64 - linked,
+            rows.len()
+        )));
+    }
     if !w.possible.is_empty() {
         let (r, (c, s)): (Vec<Uuid>, (Vec<Uuid>, Vec<f32>)) =
             w.possible.iter().map(|&(r, c, s)| (r, (c, s))).unzip();

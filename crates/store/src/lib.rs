@@ -13,6 +13,7 @@ pub mod corrections;
 pub mod db;
 pub mod error;
 pub mod imports;
+pub mod invitations;
 pub mod matches;
 pub mod packages;
 pub mod sessions;

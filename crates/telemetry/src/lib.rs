@@ -27,7 +27,7 @@ fn patterns() -> &'static [(Regex, &'static str)] {
             // Authorization header values.
             (Regex::new(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+").unwrap(), "$1 [REDACTED]"),
             // Our own session tokens and API keys, wherever they appear.
-            (Regex::new(r"\bbc[sk]_[A-Za-z0-9_-]{8,}").unwrap(), "[REDACTED]"),
+            (Regex::new(r"\bbc[ski]_[A-Za-z0-9_-]{8,}").unwrap(), "[REDACTED]"),
             // key=value / "key":"value" where the key names a secret.
             (
                 Regex::new(
@@ -146,6 +146,10 @@ mod tests {
             ("client_secret=s3cr3t other=1", "s3cr3t"),
             ("db postgres://app:pa55word@db:5432/x", "pa55word"),
             ("session bcs_0123456789abcdefghij", "bcs_0123456789"),
+            (
+                "POST /v1/invitations/bci_0123456789abcdefghij/accept",
+                "bci_0123456789",
+            ),
         ];
         for (line, secret) in cases {
             let out = redact(line);

@@ -3,6 +3,7 @@
 use crate::auth::{perm, TenantScope};
 use crate::error::{ApiError, Problem};
 use crate::extract::{ApiJson, Created, RequestId};
+use crate::json_rows::Table;
 use crate::routes::imports::{stage_json_row, stage_single_row};
 use crate::state::AppState;
 use axum::extract::{Path, State};
@@ -118,13 +119,13 @@ async fn correct(
     }
     let contact = active_contact(&state, contact_id).await?;
     let field = req.field.as_str();
-    let mut row = serde_json::Map::new();
-    row.insert(field.into(), json!(req.value));
+    let mut pairs = vec![(field.to_string(), req.value.clone())];
     // A phone number is read in the contact's country, as on import.
     if req.field == Field::Phone {
-        row.insert("country".into(), json!(contact.values.get("country")));
+        let country = contact.values.get("country").unwrap_or_default();
+        pairs.push(("country".into(), country.to_string()));
     }
-    let (layout, mut staged) = stage_json_row(&row, "field")?;
+    let (layout, mut staged) = stage_json_row(&Table::one(pairs), "field")?;
     // Only the corrected field matters: the rest of the row is the contact's.
     staged.errors.retain(|e| e.field == field);
     if let Some(e) = staged.errors.first() {
@@ -132,7 +133,6 @@ async fn correct(
     }
     let mut tx = state.store.pool.begin().await?;
     let (import, row_id) = stage_single_row(
-        &state,
         &mut tx,
         (&scope.tenant, &scope.principal),
         Source::Correction,

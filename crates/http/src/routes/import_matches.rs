@@ -162,14 +162,8 @@ async fn decide(
             ),
         )
         .await?;
-        queued = enqueue_dedupe(
-            &state,
-            &mut tx,
-            &scope.principal,
-            scope.tenant_id(),
-            import.id,
-        )
-        .await?;
+        queued =
+            enqueue_dedupe(&state, &mut tx, &scope.principal, &scope.tenant, import.id).await?;
     }
     tx.commit().await?;
     let job_id = queued.as_ref().map(|(id, _)| *id);

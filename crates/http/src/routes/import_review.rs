@@ -476,14 +476,7 @@ async fn review(
     )
     .await?;
     let queued = if outcome.approved > 0 {
-        enqueue_dedupe(
-            &state,
-            &mut tx,
-            &scope.principal,
-            scope.tenant_id(),
-            import.id,
-        )
-        .await?
+        enqueue_dedupe(&state, &mut tx, &scope.principal, &scope.tenant, import.id).await?
     } else {
         None
     };

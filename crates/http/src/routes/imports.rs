@@ -1,15 +1,21 @@
 //! Imports in: CSV upload, API import, manual entry.
 //!
-//! Uploads stream into Postgres a chunk at a time inside the transaction that
-//! creates the batch and its `import` job, so a failed or oversized upload
-//! leaves nothing behind and no request ever holds a whole file. The encoding
-//! is decided while the bytes pass, and binary files are refused here.
+//! An upload is received whole before any database work: it streams to an
+//! anonymous spool file (never into memory), counting bytes against the limit
+//! and deciding the encoding as they pass; binary files are refused here.
+//! Only then does one short transaction create the batch, copy the spooled
+//! file into Postgres, charge the day's job and enqueue the `import` job, so
+//! a slow client holds no pool connection and no usage row lock, and a failed
+//! or abandoned upload leaves nothing behind. A tenant has a few upload slots
+//! (`imports.max_concurrent_uploads_per_tenant`); the next is a 429.
 
 use crate::auth::{perm, Principal, TenantScope};
 use crate::error::{ApiError, Problem};
 use crate::extract::{media_type, ApiJson, Created};
+use crate::json_rows::{OneRow, Rows, Table};
 use crate::routes::jobs::{charge_job, idempotency_key, ledger_error};
 use crate::state::AppState;
+use crate::throttle::{self, Slot};
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -31,14 +37,18 @@ use chrono::Utc;
 use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
-/// Routes whose bodies may be as large as an upload (see `app`).
+/// The CSV upload route, whose body may be as large as an upload (see `app`).
 pub fn upload_router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(upload_csv))
-        .routes(routes!(api_import))
+    OpenApiRouter::new().routes(routes!(upload_csv))
+}
+
+/// The API import route, with its own (lower) body limit (see `app`).
+pub fn api_import_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(api_import))
 }
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -82,8 +92,22 @@ async fn upload_csv(
         return Ok(done);
     }
     check_declared_size(&headers, state.upload_limit)?;
-    match media_type(&headers).as_str() {
-        "multipart/form-data" => {
+    let media = media_type(&headers);
+    let multipart = match media.as_str() {
+        "multipart/form-data" => true,
+        "text/csv" | "application/csv" | "text/plain" | "application/octet-stream" => false,
+        _ => {
+            return Err(ApiError::UnsupportedMediaType(
+                "send the file as text/csv, or as multipart/form-data with a field named file"
+                    .into(),
+            ))
+        }
+    };
+    // Refuse before reading a byte what could not be staged anyway.
+    limits_with_rows_left(&state, &scope).await?;
+    let _slot = upload_slot(&state, &scope).await?;
+    let received = tokio::time::timeout(state.upload_timeout, async {
+        if multipart {
             let mut form = Multipart::from_request(request, &state)
                 .await
                 .map_err(|e| ApiError::BadRequest(e.body_text()))?;
@@ -91,29 +115,60 @@ async fn upload_csv(
                 if field.name() == Some("file") {
                     let filename = field.file_name().map(str::to_string);
                     let body = field.map(|r| r.map_err(multipart_error));
-                    return create_batch(&state, &scope, Source::Csv, filename, key, body).await;
+                    return Ok(spool(body, state.upload_limit).await?.named(filename));
                 }
             }
             Err(ApiError::field(
                 "file",
                 "is required: send the CSV in a multipart field named file",
             ))
+        } else {
+            let body = request
+                .into_body()
+                .into_data_stream()
+                .map(|r| r.map_err(|e| ApiError::body(&e)));
+            spool(body, state.upload_limit).await
         }
-        "text/csv" | "application/csv" | "text/plain" | "application/octet-stream" => {
-            let body = request.into_body().into_data_stream().map(|r| {
-                r.map_err(|e| ApiError::BadRequest(format!("the upload was interrupted: {e}")))
-            });
-            create_batch(&state, &scope, Source::Csv, None, key, body).await
-        }
-        _ => Err(ApiError::UnsupportedMediaType(
-            "send the file as text/csv, or as multipart/form-data with a field named file".into(),
-        )),
-    }
+    })
+    .await
+    .map_err(|_| {
+        ApiError::RequestTimeout(format!(
+            "the upload took longer than {} s; split the file or send it faster",
+            state.upload_timeout.as_secs()
+        ))
+    })??;
+    create_batch(&state, &scope, Source::Csv, key, received).await
+}
+
+/// One of the tenant's upload slots, held until the upload is stored.
+async fn upload_slot(
+    state: &AppState,
+    scope: &TenantScope<perm::ImportsWrite>,
+) -> Result<Slot, ApiError> {
+    let cap = state.uploads_per_tenant;
+    // The slot outlives a crashed intake by at most the upload timeout.
+    let ttl = state.upload_timeout + std::time::Duration::from_secs(60);
+    throttle::acquire_slot(
+        &state.redis,
+        &format!("uploads:{}", scope.tenant_id()),
+        cap,
+        ttl,
+    )
+    .await?
+    .ok_or_else(|| ApiError::Throttled {
+        limit: "concurrent_uploads_per_tenant",
+        detail: format!(
+            "this tenant already has {cap} uploads in progress; wait for one to finish"
+        ),
+        retry_after: 5,
+    })
 }
 
 fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::PayloadTooLarge("the upload is larger than the limit".into())
+    } else if matches!(ApiError::body(&e), ApiError::RequestTimeout(_)) {
+        ApiError::body(&e)
     } else {
         ApiError::BadRequest(format!("malformed multipart body: {}", e.body_text()))
     }
@@ -170,24 +225,24 @@ async fn limits_with_rows_left(
     Ok(limits)
 }
 
-/// Create the batch, store the upload, enqueue its job; all or nothing.
+/// Create the batch, store the upload, charge and enqueue its job: one short
+/// transaction, all or nothing, once the whole upload has arrived. The usage
+/// row is locked last, for the few statements after it.
 async fn create_batch(
     state: &AppState,
     scope: &TenantScope<perm::ImportsWrite>,
     source: Source,
-    filename: Option<String>,
     key: Option<String>,
-    body: impl Stream<Item = Result<Bytes, ApiError>>,
+    mut received: Received,
 ) -> Result<Response, ApiError> {
     let limits = limits_with_rows_left(state, scope).await?;
     let mut tx = state.store.pool.begin().await?;
-    let usage = charge_job(&limits, scope.tenant_id(), &mut tx).await?;
     let new = NewImport {
         tenant_id: scope.tenant_id(),
         source,
         status: ImportStatus::Queued,
         idempotency_key: key.clone(),
-        filename,
+        filename: received.filename.take(),
         created_by: Some(scope.principal.user_id),
     };
     let Some(import) = imports::create(&mut tx, new).await? else {
@@ -197,7 +252,8 @@ async fn create_batch(
             .await?
             .ok_or_else(|| ApiError::Conflict("idempotency key raced with a delete".into()));
     };
-    let (size, encoding) = store_upload(&mut tx, import.id, body, state.upload_limit).await?;
+    received.copy_into(&mut tx, import.id).await?;
+    let usage = charge_job(&limits, scope.tenant_id(), &mut tx).await?;
     let handler = state
         .registry
         .get("import")
@@ -211,10 +267,17 @@ async fn create_batch(
         import.id,
     )
     .await?;
-    imports::set_upload(&mut *tx, import.id, size, encoding, Some(job_id)).await?;
+    imports::set_upload(
+        &mut *tx,
+        import.id,
+        received.size,
+        received.encoding,
+        Some(job_id),
+    )
+    .await?;
     tx.commit().await?;
     state.ledger.push(pending).await;
-    tracing::info!(import_id = %import.id, bytes = size, encoding = encoding.as_str(), "import accepted");
+    tracing::info!(import_id = %import.id, bytes = received.size, encoding = received.encoding.as_str(), "import accepted");
     let body = Accepted {
         import_id: import.id,
         job_id: Some(job_id),
@@ -261,20 +324,24 @@ pub(crate) async fn enqueue_batch_job(
 }
 
 /// Hand a batch's approved rows to its `dedupe` job, when this deployment
-/// runs one (a review and a reviewer's match decisions both do).
+/// runs one (a review and a reviewer's match decisions both do). The job
+/// counts against the tenant's jobs per day like any other: over the limit,
+/// the whole request is a 429 and its decisions are not written.
 pub(crate) async fn enqueue_dedupe(
     state: &AppState,
     tx: &mut PgConnection,
     by: &Principal,
-    tenant: TenantId,
+    tenant: &Tenant,
     import_id: Uuid,
 ) -> Result<Option<(Uuid, Pending)>, ApiError> {
-    match state.registry.get("dedupe") {
-        Some(handler) => enqueue_batch_job(state, tx, by, tenant, handler.as_ref(), import_id)
-            .await
-            .map(Some),
-        None => Ok(None),
-    }
+    let Some(handler) = state.registry.get("dedupe") else {
+        return Ok(None);
+    };
+    let limits = packages::get(&mut *tx, tenant.package).await?;
+    charge_job(&limits, tenant.id, tx).await?;
+    enqueue_batch_job(state, tx, by, tenant.id, handler.as_ref(), import_id)
+        .await
+        .map(Some)
 }
 
 /// 202 when a job was queued for the request's work, 200 when nothing was.
@@ -298,17 +365,78 @@ fn rows_used_up(limits: &PackageLimits) -> ApiError {
     }
 }
 
-/// Write the body to the batch's upload in chunks, deciding its encoding.
-async fn store_upload(
-    tx: &mut PgConnection,
-    import_id: Uuid,
+/// An upload received whole: where its bytes wait, how many, which encoding.
+struct Received {
+    data: Box<dyn AsyncRead + Send + Unpin>,
+    size: i64,
+    encoding: Encoding,
+    filename: Option<String>,
+}
+
+impl Received {
+    /// Bytes already in memory (an API import's CSV).
+    fn in_memory(bytes: Vec<u8>) -> Result<Self, ApiError> {
+        let mut sniffer = Sniffer::default();
+        sniffer.push(&bytes);
+        let encoding = sniffer.finish().map_err(|e| ApiError::field("file", e.0))?;
+        Ok(Received {
+            size: bytes.len() as i64,
+            data: Box::new(std::io::Cursor::new(bytes)),
+            encoding,
+            filename: None,
+        })
+    }
+
+    fn named(self, filename: Option<String>) -> Self {
+        Received { filename, ..self }
+    }
+
+    /// Copy the bytes into the batch's upload chunks, in the caller's
+    /// transaction. They come from local disk or memory: no client can slow
+    /// this down.
+    async fn copy_into(&mut self, tx: &mut PgConnection, import_id: Uuid) -> Result<(), ApiError> {
+        let mut chunk = vec![0u8; CHUNK_BYTES];
+        let mut seq = 0i32;
+        loop {
+            let mut filled = 0;
+            while filled < CHUNK_BYTES {
+                let n = self.data.read(&mut chunk[filled..]).await.map_err(|e| {
+                    ApiError::Internal(anyhow::anyhow!("reading the spooled upload: {e}"))
+                })?;
+                if n == 0 {
+                    break;
+                }
+                filled += n;
+            }
+            if filled == 0 {
+                return Ok(());
+            }
+            imports::append_chunk(&mut *tx, import_id, seq, &chunk[..filled]).await?;
+            seq += 1;
+            if filled < CHUNK_BYTES {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Receive the body into an anonymous spool file (removed by the OS however
+/// the process ends), counting bytes against `limit` and deciding the
+/// encoding as they pass. Holds no database connection.
+async fn spool(
     body: impl Stream<Item = Result<Bytes, ApiError>>,
     limit: usize,
-) -> Result<(i64, Encoding), ApiError> {
+) -> Result<Received, ApiError> {
+    let spool_error = |e: std::io::Error| ApiError::Internal(anyhow::anyhow!("upload spool: {e}"));
+    let file = tokio::task::spawn_blocking(tempfile::tempfile)
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?
+        .map_err(spool_error)?;
+    let mut file =
+        tokio::io::BufWriter::with_capacity(CHUNK_BYTES, tokio::fs::File::from_std(file));
     let mut body = std::pin::pin!(body);
     let mut sniffer = Sniffer::default();
-    let mut pending: Vec<u8> = Vec::with_capacity(CHUNK_BYTES);
-    let (mut total, mut seq) = (0usize, 0i32);
+    let mut total = 0usize;
     while let Some(piece) = body.next().await {
         let piece = piece?;
         total += piece.len();
@@ -316,87 +444,20 @@ async fn store_upload(
             return Err(too_large(limit));
         }
         sniffer.push(&piece);
-        let mut rest = &piece[..];
-        while !rest.is_empty() {
-            let take = rest.len().min(CHUNK_BYTES - pending.len());
-            pending.extend_from_slice(&rest[..take]);
-            rest = &rest[take..];
-            if pending.len() == CHUNK_BYTES {
-                imports::append_chunk(&mut *tx, import_id, seq, &pending).await?;
-                pending.clear();
-                seq += 1;
-            }
-        }
-    }
-    if !pending.is_empty() {
-        imports::append_chunk(&mut *tx, import_id, seq, &pending).await?;
+        file.write_all(&piece).await.map_err(spool_error)?;
     }
     let encoding = sniffer.finish().map_err(|e| ApiError::field("file", e.0))?;
-    Ok((total as i64, encoding))
-}
-
-/// One row of an API import or a manual entry: field name to value.
-type JsonRow = serde_json::Map<String, serde_json::Value>;
-
-/// A value as text; objects and arrays are not contact values.
-fn cell(value: &serde_json::Value) -> Option<String> {
-    use serde_json::Value;
-    match value {
-        Value::Null => Some(String::new()),
-        Value::String(s) => Some(s.clone()),
-        // Numbers keep their JSON spelling: an MCC sent as 742 is reported as "742".
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
-        Value::Array(_) | Value::Object(_) => None,
-    }
-}
-
-/// Columns in order of first appearance, and each row's values under them.
-fn to_table(rows: &[JsonRow], path: &str) -> Result<(Vec<String>, Vec<Vec<String>>), ApiError> {
-    let mut columns: Vec<String> = Vec::new();
-    for row in rows {
-        for k in row.keys() {
-            if !columns.contains(k) {
-                columns.push(k.clone());
-            }
-        }
-    }
-    if columns.len() > 200 {
-        return Err(ApiError::field(
-            path,
-            "rows may use at most 200 distinct fields",
-        ));
-    }
-    let mut errors = Vec::new();
-    let table = rows
-        .iter()
-        .enumerate()
-        .map(|(i, row)| {
-            columns
-                .iter()
-                .map(|c| match row.get(c).map(cell) {
-                    None => String::new(),
-                    Some(Some(v)) => v,
-                    Some(None) => {
-                        errors.push(crate::error::FieldError::new(
-                            if path.is_empty() {
-                                c.clone()
-                            } else {
-                                format!("{path}[{i}].{c}")
-                            },
-                            "must be a string, number, boolean or null",
-                        ));
-                        String::new()
-                    }
-                })
-                .collect()
-        })
-        .collect();
-    if !errors.is_empty() {
-        errors.truncate(20);
-        return Err(ApiError::Validation(errors));
-    }
-    Ok((columns, table))
+    file.flush().await.map_err(spool_error)?;
+    let mut file = file.into_inner();
+    file.seek(std::io::SeekFrom::Start(0))
+        .await
+        .map_err(spool_error)?;
+    Ok(Received {
+        data: Box::new(tokio::io::BufReader::with_capacity(CHUNK_BYTES, file)),
+        size: total as i64,
+        encoding,
+        filename: None,
+    })
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -406,7 +467,7 @@ pub struct ApiImport {
     /// ...; the same names and synonyms as CSV headers). Other fields are kept
     /// as extra data.
     #[schema(value_type = Vec<Object>)]
-    rows: Vec<JsonRow>,
+    rows: Rows,
 }
 
 /// Import rows sent as JSON; they are staged by an `import` job exactly like
@@ -427,18 +488,23 @@ async fn api_import(
         return Ok(done);
     }
     let max = state.api_import_max_rows;
-    if req.rows.is_empty() || req.rows.len() > max {
+    let Rows(table) = req.rows;
+    if table.rows.is_empty() || table.rows.len() > max {
         return Err(ApiError::field(
             "rows",
-            format!("must hold 1 to {max} rows (got {}); send larger sets as several imports or a CSV upload", req.rows.len()),
+            format!("must hold 1 to {max} rows (got {}); send larger sets as several imports or a CSV upload", table.rows.len()),
         ));
     }
-    let (columns, table) = to_table(&req.rows, "rows")?;
+    if !table.errors.is_empty() {
+        return Err(ApiError::Validation(table.errors));
+    }
+    let _slot = upload_slot(&state, &scope).await?;
+    let Table { columns, rows, .. } = table.padded();
     // The rows become a CSV upload, so one reader and one job serve both paths.
     let mut csv = csv::Writer::from_writer(Vec::new());
     let write = |w: &mut csv::Writer<Vec<u8>>| -> csv::Result<()> {
         w.write_record(&columns)?;
-        for row in &table {
+        for row in &rows {
             w.write_record(row)?;
         }
         w.flush()?;
@@ -448,9 +514,14 @@ async fn api_import(
     let bytes = csv
         .into_inner()
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("{e}")))?;
-    // One piece: `store_upload` cuts it into chunks.
-    let body = futures::stream::iter([Ok(Bytes::from(bytes))]);
-    create_batch(&state, &scope, Source::Api, None, key, body).await
+    create_batch(
+        &state,
+        &scope,
+        Source::Api,
+        key,
+        Received::in_memory(bytes)?,
+    )
+    .await
 }
 
 /// A manually entered contact, validated at once.
@@ -476,7 +547,7 @@ async fn manual_entry(
     State(state): State<AppState>,
     scope: TenantScope<perm::ImportsWrite>,
     headers: HeaderMap,
-    ApiJson(row): ApiJson<JsonRow>,
+    ApiJson(OneRow(row)): ApiJson<OneRow>,
 ) -> Result<Response, ApiError> {
     let key = idempotency_key(&headers)?;
     if let Some(k) = &key {
@@ -501,7 +572,6 @@ async fn manual_entry(
     let errors = staged.errors.clone();
     let mut tx = state.store.pool.begin().await?;
     let (import, row_id) = stage_single_row(
-        &state,
         &mut tx,
         (&scope.tenant, &scope.principal),
         Source::Manual,
@@ -517,17 +587,20 @@ async fn manual_entry(
 /// Validate one JSON row as a one-line CSV file would be; `path` names the
 /// request field when it names no contact field.
 pub(crate) fn stage_json_row(
-    row: &JsonRow,
+    row: &Table,
     path: &str,
 ) -> Result<(Layout, StagedRow<'static>), ApiError> {
-    let (columns, table) = to_table(std::slice::from_ref(row), "")?;
-    let layout = Layout::from_header(b',', columns.iter().map(String::as_str)).map_err(|_| {
-        ApiError::field(
-            path,
-            "names no contact field; use company_name, email, phone, website, ...",
-        )
-    })?;
-    let record = csv::StringRecord::from(table[0].clone());
+    if !row.errors.is_empty() {
+        return Err(ApiError::Validation(row.errors.clone()));
+    }
+    let layout =
+        Layout::from_header(b',', row.columns.iter().map(String::as_str)).map_err(|_| {
+            ApiError::field(
+                path,
+                "names no contact field; use company_name, email, phone, website, ...",
+            )
+        })?;
+    let record = csv::StringRecord::from(row.rows[0].clone());
     let staged = Stager::new(&layout).stage(1, &record).into_owned();
     Ok((layout, staged))
 }
@@ -535,7 +608,6 @@ pub(crate) fn stage_json_row(
 /// Stage one validated row as a batch of its own, ready for review, in the
 /// caller's transaction; it counts against the day's import rows.
 pub(crate) async fn stage_single_row(
-    state: &AppState,
     tx: &mut PgConnection,
     (tenant, by): (&Tenant, &Principal),
     source: Source,
@@ -543,7 +615,9 @@ pub(crate) async fn stage_single_row(
     layout: &Layout,
     staged: &StagedRow<'_>,
 ) -> Result<(Import, Uuid), ApiError> {
-    let limits = packages::get(&state.store.pool, tenant.package).await?;
+    // Through the caller's transaction: a second pool connection taken while
+    // this one is held can wait forever once the pool is busy.
+    let limits = packages::get(&mut *tx, tenant.package).await?;
     let new = NewImport {
         tenant_id: tenant.id,
         source,

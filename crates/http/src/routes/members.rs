@@ -1,17 +1,19 @@
-//! Tenant members: list, add (within the package's `users` limit), change role, remove.
+//! Tenant members: list, change role, remove. Members join by invitation
+//! (`invitations.rs`). Nobody may give a role, or change or remove a member
+//! whose role, carries a permission they do not hold themselves.
 
 use crate::auth::{perm, TenantScope};
 use crate::error::{not_found, ApiError, Problem};
-use crate::extract::{ApiJson, ApiQuery, Created, RequestId};
-use crate::identity::hash_password;
+use crate::extract::{ApiJson, ApiQuery, RequestId};
 use crate::pagination::{Page, PageParams};
 use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use bizcontacts_domain::{Email, Role, UserId};
+use bizcontacts_domain::access::PermissionSet;
+use bizcontacts_domain::{Role, UserId};
+use bizcontacts_store::audit;
 use bizcontacts_store::users::{self, Membership};
-use bizcontacts_store::{audit, StoreError};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -26,7 +28,7 @@ struct MemberPath {
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(list_members, add_member))
+        .routes(routes!(list_members))
         .routes(routes!(change_role, remove_member))
 }
 
@@ -76,74 +78,6 @@ async fn list_members(
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct AddMember {
-    email: String,
-    role: Role,
-    /// Needed only when no user with this email exists yet: their first password.
-    password: Option<String>,
-}
-
-/// Add a user to the tenant with a role; creates the user when the email is new.
-#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/members", tag = "identity", security(("bearer" = [])),
-    params(("tenant_id" = Uuid, Path)), request_body = AddMember,
-    responses((status = 201, body = Member), (status = 409, body = Problem, description = "already a member, or the package's users limit is reached"),
-        (status = 422, body = Problem)))]
-#[tracing::instrument(skip_all, fields(tenant_id = %scope.tenant_id()))]
-async fn add_member(
-    State(state): State<AppState>,
-    scope: TenantScope<perm::UsersManage>,
-    RequestId(request_id): RequestId,
-    ApiJson(req): ApiJson<AddMember>,
-) -> Result<Created<Member>, ApiError> {
-    let email = Email::parse(&req.email).map_err(|e| ApiError::field("email", e.reason))?;
-    let existing = users::find_by_email(&state.store.pool, email.as_str()).await?;
-    let new_hash = match (&existing, &req.password) {
-        (Some(_), _) => None,
-        (None, None) => {
-            return Err(ApiError::field(
-                "password",
-                "required: no user with this email exists yet",
-            ));
-        }
-        (None, Some(p)) => Some(hash_password(&state.passwords, p).await?),
-    };
-    let mut tx = state.store.pool.begin().await?;
-    let user_id = match existing {
-        Some(u) => u.id,
-        None => {
-            users::create(&mut *tx, &email, new_hash.as_deref())
-                .await?
-                .id
-        }
-    };
-    let member = users::add_member(&mut tx, scope.tenant_id(), user_id, req.role)
-        .await
-        .map_err(|e| match e {
-            StoreError::LimitReached { max, .. } => ApiError::LimitReached {
-                limit: "users",
-                detail: format!(
-                    "the package allows {max} users (members); remove a member or upgrade"
-                ),
-            },
-            other => other.into(),
-        })?;
-    audit::record(
-        &mut *tx,
-        scope.principal.event(
-            Some(scope.tenant_id()),
-            "member.added",
-            ("user", user_id.to_string()),
-            json!({ "role": req.role, "email": email.as_str() }),
-            request_id.as_deref(),
-        ),
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(Created(member.into()))
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct ChangeRole {
     role: Role,
 }
@@ -151,7 +85,8 @@ pub struct ChangeRole {
 /// Change a member's role. The last org_admin cannot be demoted.
 #[utoipa::path(patch, path = "/v1/tenants/{tenant_id}/members/{user_id}", tag = "identity", security(("bearer" = [])),
     params(("tenant_id" = Uuid, Path), ("user_id" = Uuid, Path)), request_body = ChangeRole,
-    responses((status = 200, body = Member), (status = 404, body = Problem), (status = 409, body = Problem)))]
+    responses((status = 200, body = Member), (status = 403, body = Problem, description = "the role exceeds the caller's permissions"),
+        (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
 async fn change_role(
     State(state): State<AppState>,
     scope: TenantScope<perm::UsersManage>,
@@ -160,7 +95,9 @@ async fn change_role(
     ApiJson(req): ApiJson<ChangeRole>,
 ) -> Result<Json<Member>, ApiError> {
     let user = UserId(user_id);
+    may_grant(&scope, req.role, "role")?;
     let mut tx = state.store.pool.begin().await?;
+    may_manage(&scope, &mut tx, user).await?;
     let previous = users::change_role(&mut tx, scope.tenant_id(), user, req.role)
         .await
         .map_err(not_found("member"))?;
@@ -185,7 +122,7 @@ async fn change_role(
 /// Remove a member from the tenant (the user account stays).
 #[utoipa::path(delete, path = "/v1/tenants/{tenant_id}/members/{user_id}", tag = "identity", security(("bearer" = [])),
     params(("tenant_id" = Uuid, Path), ("user_id" = Uuid, Path)),
-    responses((status = 204), (status = 404, body = Problem), (status = 409, body = Problem)))]
+    responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
 async fn remove_member(
     State(state): State<AppState>,
     scope: TenantScope<perm::UsersManage>,
@@ -194,6 +131,7 @@ async fn remove_member(
 ) -> Result<StatusCode, ApiError> {
     let user = UserId(user_id);
     let mut tx = state.store.pool.begin().await?;
+    may_manage(&scope, &mut tx, user).await?;
     let role = users::remove_member(&mut tx, scope.tenant_id(), user)
         .await
         .map_err(not_found("member"))?;
@@ -210,4 +148,40 @@ async fn remove_member(
     .await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// A caller may give only a role whose permissions it holds itself (its
+/// role's, narrowed by its key's scopes): a key scoped to `users:manage`
+/// cannot make an org_admin.
+pub(crate) fn may_grant<P>(
+    scope: &TenantScope<P>,
+    role: Role,
+    field: &str,
+) -> Result<(), ApiError> {
+    let granted = PermissionSet::of(role.permissions());
+    if granted.is_subset_of(scope.permissions) {
+        return Ok(());
+    }
+    let missing: Vec<String> = granted
+        .iter()
+        .filter(|p| !scope.permissions.contains(*p))
+        .map(|p| p.to_string())
+        .collect();
+    Err(ApiError::Forbidden(format!(
+        "{field} {role} carries permissions you do not hold: {}",
+        missing.join(", ")
+    )))
+}
+
+/// Changing or removing a member is granting in reverse: refused when the
+/// member's current role carries permissions the caller does not hold.
+async fn may_manage<P>(
+    scope: &TenantScope<P>,
+    conn: &mut sqlx::PgConnection,
+    user: UserId,
+) -> Result<(), ApiError> {
+    let member = users::membership(&mut *conn, scope.tenant_id(), user)
+        .await?
+        .ok_or(ApiError::NotFound("member"))?;
+    may_grant(scope, member.role, "the member's role")
 }

@@ -12,6 +12,7 @@ pub mod health;
 pub mod import_matches;
 pub mod import_review;
 pub mod imports;
+pub mod invitations;
 pub mod jobs;
 pub mod members;
 pub mod session;
@@ -22,6 +23,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(health::router())
         .merge(session::router())
         .merge(members::router())
+        .merge(invitations::router())
         .merge(api_keys::router())
         .merge(usage::router())
         .merge(admin::router())

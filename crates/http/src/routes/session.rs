@@ -2,7 +2,7 @@
 
 use crate::auth::{Credential, Principal};
 use crate::error::{ApiError, Problem};
-use crate::extract::{ApiJson, RequestId};
+use crate::extract::{ApiJson, ClientAddr, RequestId};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -39,17 +39,27 @@ pub struct LoginResponse {
 }
 
 /// Exchange email and password for a session token.
+///
+/// Wrong passwords back off: after a few for one account (or many from one
+/// address), attempts get a 429 with `Retry-After`, doubling per further
+/// failure, whether or not the password would have been right.
 #[utoipa::path(post, path = "/v1/auth/login", tag = "identity", request_body = LoginRequest,
-    responses((status = 200, body = LoginResponse), (status = 401, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 200, body = LoginResponse), (status = 401, body = Problem), (status = 422, body = Problem),
+        (status = 429, body = Problem, description = "too many failed attempts; see Retry-After"),
+        (status = 503, body = Problem)))]
 #[tracing::instrument(skip_all)]
 async fn login(
     State(state): State<AppState>,
     RequestId(request_id): RequestId,
+    ClientAddr(address): ClientAddr,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> Result<Json<LoginResponse>, ApiError> {
     if req.email.trim().is_empty() {
         return Err(ApiError::field("email", "must not be empty"));
     }
+    // Before anything costly: a locked account or address hashes nothing,
+    // reads nothing and writes nothing.
+    state.sign_in.check(&req.email, address).await?;
     let db = &state.store.pool;
     let user = users::find_by_email(db, &req.email).await?;
     // Verify even for an unknown user (against a dummy hash) so timing does
@@ -57,17 +67,25 @@ async fn login(
     let passwords = state.passwords.clone();
     let password = req.password;
     let stored = user.as_ref().and_then(|u| u.password_hash.clone());
-    let ok = tokio::task::spawn_blocking(move || passwords.verify(&password, stored.as_deref()))
-        .await
-        .map_err(|e| ApiError::Internal(e.into()))?;
+    let ok = state
+        .sign_in
+        .hash(move || passwords.verify(&password, stored.as_deref()))
+        .await?;
 
     let Some(user) = user.filter(|_| ok) else {
+        let failure = state.sign_in.failed(&req.email, address).await?;
+        // Only heard attempts get here, so the back-off bounds these rows;
+        // the moment an account locks is recorded once.
         audit::record(
             db,
             NewEvent {
                 tenant_id: None,
                 actor: Actor::system(),
-                action: "auth.login_failed",
+                action: if failure.locked_now {
+                    "auth.login_locked"
+                } else {
+                    "auth.login_failed"
+                },
                 target_type: Some("user"),
                 target_id: None,
                 // People type passwords into the email field: keep the
@@ -84,6 +102,7 @@ async fn login(
         .await?;
         return Err(ApiError::Unauthorized("invalid email or password".into()));
     };
+    state.sign_in.succeeded(&req.email).await?;
 
     let token = new_session_token();
     let expires_at = Utc::now() + state.session_ttl;
