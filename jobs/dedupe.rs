@@ -20,18 +20,17 @@ use async_trait::async_trait;
 use bizcontacts_domain::batch::Source;
 use bizcontacts_domain::Permission;
 use bizcontacts_matching::{distinct_block_ids, Prepared, Thresholds};
-use bizcontacts_queue::handler::{JobContext, JobError, JobHandler, RetryPolicy, Starter};
+use bizcontacts_queue::args::{JobArgs, Worker};
+use bizcontacts_queue::handler::{JobContext, JobError, RetryPolicy, Starter};
 use bizcontacts_store::{corpus, imports, StoreError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::time::Duration;
 use uuid::Uuid;
 
-pub const KIND: &str = "dedupe";
-
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Params {
+pub struct DedupeArgs {
     /// The batch whose approved rows to take in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub import_id: Option<Uuid>,
@@ -43,7 +42,32 @@ pub struct Params {
     pub apply: bool,
 }
 
-impl Params {
+impl DedupeArgs {
+    /// Take in a batch's approved rows.
+    pub fn batch(import_id: Uuid) -> Self {
+        DedupeArgs {
+            import_id: Some(import_id),
+            ..Self::default()
+        }
+    }
+
+    /// Re-check the whole corpus; merge only with `apply`.
+    pub fn sweep(apply: bool) -> Self {
+        DedupeArgs {
+            sweep: true,
+            apply,
+            ..Self::default()
+        }
+    }
+}
+
+impl JobArgs for DedupeArgs {
+    const KIND: &'static str = "dedupe";
+
+    fn retry() -> RetryPolicy {
+        RetryPolicy::new(8, Duration::from_secs(5), Duration::from_secs(300))
+    }
+
     fn check(&self) -> Result<(), String> {
         match (self.import_id, self.sweep) {
             (Some(_), true) => Err("give either import_id or sweep, not both".into()),
@@ -61,31 +85,15 @@ pub struct DedupeJob {
 }
 
 #[async_trait]
-impl JobHandler for DedupeJob {
-    fn kind(&self) -> &'static str {
-        KIND
-    }
+impl Worker for DedupeJob {
+    type Args = DedupeArgs;
 
     fn starter(&self) -> Starter {
         Starter::Intake(Permission::ImportsReview)
     }
 
-    fn retry(&self) -> RetryPolicy {
-        RetryPolicy::new(8, Duration::from_secs(5), Duration::from_secs(300))
-    }
-
-    fn validate(&self, params: &serde_json::Value) -> Result<(), String> {
-        Params::deserialize(params)
-            .map_err(|e| e.to_string())?
-            .check()
-    }
-
     #[tracing::instrument(skip_all, fields(job_id = %ctx.job_id))]
-    async fn run(&self, ctx: &mut JobContext) -> Result<(), JobError> {
-        let params: Params = ctx.params()?;
-        params
-            .check()
-            .map_err(|e| JobError::Permanent(anyhow::anyhow!(e)))?;
+    async fn work(&self, ctx: &mut JobContext, params: DedupeArgs) -> Result<(), JobError> {
         if params.sweep && ctx.tenant_id.is_some() {
             // Sweeps span every tenant's contributions: platform only.
             return Err(JobError::Permanent(anyhow::anyhow!(

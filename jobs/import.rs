@@ -16,9 +16,8 @@ use anyhow::Context;
 use async_trait::async_trait;
 use bizcontacts_domain::Permission;
 use bizcontacts_ingest::BatchError;
-use bizcontacts_queue::handler::{
-    params_decode_as, JobContext, JobError, JobHandler, RetryPolicy, Starter,
-};
+use bizcontacts_queue::args::{JobArgs, Worker};
+use bizcontacts_queue::handler::{JobContext, JobError, RetryPolicy, Starter};
 use bizcontacts_store::imports::{self, Import, ImportStatus, Progress};
 use bizcontacts_store::staged_rows::{self, CopyRows};
 use bizcontacts_store::{packages, tenants, usage, StoreError};
@@ -32,8 +31,6 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-pub const KIND: &str = "import";
-
 /// Chunk transactions open at once: their `COPY`s run side by side while
 /// the oldest commits (one connection left a core idle). Three measured
 /// better than two on 2 cores (bench import: 43-51k against 38-40k rows/s);
@@ -43,35 +40,33 @@ const CHUNKS_IN_FLIGHT: usize = 3;
 /// How often the job's progress and cancellation are looked at.
 const REPORT_EVERY: Duration = Duration::from_secs(1);
 
+/// Stage the upload of one batch.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Params {
+pub struct ImportArgs {
     pub import_id: Uuid,
+}
+
+impl JobArgs for ImportArgs {
+    const KIND: &'static str = "import";
+
+    fn retry() -> RetryPolicy {
+        RetryPolicy::new(5, Duration::from_secs(5), Duration::from_secs(300))
+    }
 }
 
 pub struct ImportJob;
 
 #[async_trait]
-impl JobHandler for ImportJob {
-    fn kind(&self) -> &'static str {
-        KIND
-    }
+impl Worker for ImportJob {
+    type Args = ImportArgs;
 
     fn starter(&self) -> Starter {
         Starter::Intake(Permission::ImportsWrite)
     }
 
-    fn retry(&self) -> RetryPolicy {
-        RetryPolicy::new(5, Duration::from_secs(5), Duration::from_secs(300))
-    }
-
-    fn validate(&self, params: &serde_json::Value) -> Result<(), String> {
-        params_decode_as::<Params>(params)
-    }
-
     #[tracing::instrument(skip_all, fields(job_id = %ctx.job_id))]
-    async fn run(&self, ctx: &mut JobContext) -> Result<(), JobError> {
-        let params: Params = ctx.params()?;
+    async fn work(&self, ctx: &mut JobContext, params: ImportArgs) -> Result<(), JobError> {
         let pool = ctx.pool().clone();
         let batch = match imports::get(&pool, None, params.import_id).await {
             Err(StoreError::NotFound) => {

@@ -1,6 +1,11 @@
 //! Job handlers of Business Contacts: one file per kind, registered in
 //! [`registry`], scheduled in [`schedules`].
 //!
+//! Each kind has one arguments type (`ImportArgs`, `DedupeArgs`, ...,
+//! implementing `bizcontacts_queue::args::JobArgs`) that the intake, the
+//! scheduler and the kind's `Worker` share: `ImportArgs { import_id }.job()`
+//! is the job the handler will decode. To add a kind, see the README.
+//!
 //! Every handler is idempotent and says in its doc comment what makes it so.
 //! Kinds of the product that have no handler yet (crm_pull,
 //! crm_push, billing_reconcile arrive in later issues) are simply absent from
@@ -20,9 +25,11 @@ use bizcontacts_matching::Thresholds;
 use bizcontacts_queue::handler::Registry;
 use bizcontacts_queue::scheduler::Schedule;
 
-pub use dedupe::DedupeJob;
-pub use import::ImportJob;
-pub use quota_reset::QuotaReset;
+pub use dedupe::{DedupeArgs, DedupeJob};
+pub use import::{ImportArgs, ImportJob};
+pub use quota_reset::{QuotaReset, QuotaResetArgs};
+#[cfg(feature = "test-kinds")]
+pub use test_kinds::{FailArgs, NoopArgs, SleepArgs};
 
 /// Every kind this build can run.
 pub fn registry(dedupe: &DedupeSettings) -> Registry {

@@ -5,10 +5,8 @@
 //! nothing, and counters already accumulated that day are never reset.
 
 use async_trait::async_trait;
-use bizcontacts_queue::handler::{
-    params_decode_as, JobContext, JobError, JobHandler, RetryPolicy, Starter,
-};
-use bizcontacts_queue::job::NewJob;
+use bizcontacts_queue::args::{JobArgs, Worker};
+use bizcontacts_queue::handler::{JobContext, JobError, RetryPolicy, Starter};
 use bizcontacts_queue::scheduler::Schedule;
 use bizcontacts_store::usage;
 use chrono::NaiveDate;
@@ -16,37 +14,32 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub const KIND: &str = "quota_reset";
-
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Params {
+pub struct QuotaResetArgs {
     /// The UTC day to open.
     pub day: NaiveDate,
+}
+
+impl JobArgs for QuotaResetArgs {
+    const KIND: &'static str = "quota_reset";
+
+    fn retry() -> RetryPolicy {
+        RetryPolicy::new(10, Duration::from_secs(5), Duration::from_secs(600))
+    }
 }
 
 pub struct QuotaReset;
 
 #[async_trait]
-impl JobHandler for QuotaReset {
-    fn kind(&self) -> &'static str {
-        KIND
-    }
+impl Worker for QuotaReset {
+    type Args = QuotaResetArgs;
 
     fn starter(&self) -> Starter {
         Starter::Platform
     }
 
-    fn retry(&self) -> RetryPolicy {
-        RetryPolicy::new(10, Duration::from_secs(5), Duration::from_secs(600))
-    }
-
-    fn validate(&self, params: &serde_json::Value) -> Result<(), String> {
-        params_decode_as::<Params>(params)
-    }
-
-    async fn run(&self, ctx: &mut JobContext) -> Result<(), JobError> {
-        let params: Params = ctx.params()?;
+    async fn work(&self, ctx: &mut JobContext, params: QuotaResetArgs) -> Result<(), JobError> {
         let mut tx = ctx.pool().begin().await?;
         let opened = usage::open_day_for_all(&mut *tx, params.day)
             .await
@@ -61,19 +54,14 @@ impl JobHandler for QuotaReset {
 /// Daily at 00:00 UTC, for the day that starts then.
 pub fn schedule() -> Schedule {
     Schedule::new(
-        KIND,
+        QuotaResetArgs::KIND,
         "0 0 0 * * *",
         Arc::new(|tick, _pool| {
             Box::pin(async move {
-                Ok(vec![NewJob {
-                    tenant_id: None,
-                    kind: KIND.into(),
-                    params: serde_json::json!({ "day": tick.date_naive() }),
-                    idempotency_key: None,
-                    max_attempts: QuotaReset.retry().max_attempts,
-                    run_after: None,
-                    created_by: None,
-                }])
+                Ok(vec![QuotaResetArgs {
+                    day: tick.date_naive(),
+                }
+                .job()])
             })
         }),
     )

@@ -4,12 +4,10 @@
 
 use async_trait::async_trait;
 use bizcontacts_domain::Permission;
-use bizcontacts_queue::handler::{
-    params_decode_as, JobContext, JobError, JobHandler, Registry, RetryPolicy, Starter,
-};
-use bizcontacts_queue::job::NewJob;
+use bizcontacts_queue::args::{JobArgs, Worker};
+use bizcontacts_queue::handler::{JobContext, JobError, Registry, RetryPolicy, Starter};
 use bizcontacts_queue::scheduler::Schedule;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,19 +23,7 @@ pub fn schedule() -> Option<Schedule> {
         Schedule::new(
             "test_tick",
             &expr,
-            Arc::new(|_, _| {
-                Box::pin(async {
-                    Ok(vec![NewJob {
-                        tenant_id: None,
-                        kind: "test_noop".into(),
-                        params: serde_json::json!({}),
-                        idempotency_key: None,
-                        max_attempts: 3,
-                        run_after: None,
-                        created_by: None,
-                    }])
-                })
-            }),
+            Arc::new(|_, _| Box::pin(async { Ok(vec![NoopArgs {}.job()]) })),
         )
         .expect("BIZCONTACTS_TEST_TICK is a valid cron expression"),
     )
@@ -50,27 +36,29 @@ fn test_policy() -> RetryPolicy {
 /// `test_noop`: does nothing. Idempotent trivially.
 pub struct Noop;
 
-#[async_trait]
-impl JobHandler for Noop {
-    fn kind(&self) -> &'static str {
-        "test_noop"
+#[derive(Serialize, Deserialize)]
+pub struct NoopArgs {}
+
+impl JobArgs for NoopArgs {
+    const KIND: &'static str = "test_noop";
+    fn retry() -> RetryPolicy {
+        test_policy()
     }
+}
+
+#[async_trait]
+impl Worker for Noop {
+    type Args = NoopArgs;
     fn starter(&self) -> Starter {
         Starter::Tenant(Permission::JobsRead)
     }
-    fn retry(&self) -> RetryPolicy {
-        test_policy()
-    }
-    fn validate(&self, _: &serde_json::Value) -> Result<(), String> {
-        Ok(())
-    }
-    async fn run(&self, _: &mut JobContext) -> Result<(), JobError> {
+    async fn work(&self, _: &mut JobContext, _: NoopArgs) -> Result<(), JobError> {
         Ok(())
     }
 }
 
-#[derive(Deserialize)]
-struct SleepParams {
+#[derive(Serialize, Deserialize)]
+pub struct SleepArgs {
     ms: u64,
     /// A label recorded with the side effect, so tests can find it.
     #[serde(default)]
@@ -88,22 +76,20 @@ struct SleepParams {
 /// effect exists once however often the job is started.
 pub struct Sleep;
 
-#[async_trait]
-impl JobHandler for Sleep {
-    fn kind(&self) -> &'static str {
-        "test_sleep"
+impl JobArgs for SleepArgs {
+    const KIND: &'static str = "test_sleep";
+    fn retry() -> RetryPolicy {
+        test_policy()
     }
+}
+
+#[async_trait]
+impl Worker for Sleep {
+    type Args = SleepArgs;
     fn starter(&self) -> Starter {
         Starter::Tenant(Permission::JobsRead)
     }
-    fn retry(&self) -> RetryPolicy {
-        test_policy()
-    }
-    fn validate(&self, params: &serde_json::Value) -> Result<(), String> {
-        params_decode_as::<SleepParams>(params)
-    }
-    async fn run(&self, ctx: &mut JobContext) -> Result<(), JobError> {
-        let p: SleepParams = ctx.params()?;
+    async fn work(&self, ctx: &mut JobContext, p: SleepArgs) -> Result<(), JobError> {
         let deadline = tokio::time::Instant::now() + Duration::from_millis(p.ms);
         let mut done = 0;
         while tokio::time::Instant::now() < deadline {
@@ -139,8 +125,8 @@ impl JobHandler for Sleep {
     }
 }
 
-#[derive(Deserialize)]
-struct FailParams {
+#[derive(Serialize, Deserialize)]
+pub struct FailArgs {
     /// Fail the first `times` attempts (default: every attempt).
     times: Option<i32>,
     #[serde(default)]
@@ -150,22 +136,20 @@ struct FailParams {
 /// `test_fail`: fails (retryably, or permanently).
 pub struct Fail;
 
-#[async_trait]
-impl JobHandler for Fail {
-    fn kind(&self) -> &'static str {
-        "test_fail"
+impl JobArgs for FailArgs {
+    const KIND: &'static str = "test_fail";
+    fn retry() -> RetryPolicy {
+        test_policy()
     }
+}
+
+#[async_trait]
+impl Worker for Fail {
+    type Args = FailArgs;
     fn starter(&self) -> Starter {
         Starter::Tenant(Permission::JobsRead)
     }
-    fn retry(&self) -> RetryPolicy {
-        test_policy()
-    }
-    fn validate(&self, params: &serde_json::Value) -> Result<(), String> {
-        params_decode_as::<FailParams>(params)
-    }
-    async fn run(&self, ctx: &mut JobContext) -> Result<(), JobError> {
-        let p: FailParams = ctx.params()?;
+    async fn work(&self, ctx: &mut JobContext, p: FailArgs) -> Result<(), JobError> {
         if p.times.is_none_or(|t| ctx.attempt <= t) {
             let e = anyhow::anyhow!("planned failure on attempt {}", ctx.attempt);
             return Err(if p.permanent {

@@ -10,6 +10,7 @@ use super::serve;
 use crate::runtime;
 use anyhow::Context;
 use bizcontacts_config::Settings;
+use bizcontacts_domain::locks::{self, AdvisoryLock};
 use bizcontacts_domain::{PackageName, Permission, Role};
 use bizcontacts_http::identity::{create_user, issue_api_key};
 use bizcontacts_security::new_password;
@@ -66,7 +67,9 @@ async fn seed_demo(settings: &Settings, store: &Store) -> anyhow::Result<String>
         .map_err(|e| anyhow::anyhow!("demo.package: {e}"))?;
     let mut tx = store.pool.begin().await?;
     // Serialise concurrent `dev` starts against one database.
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('bizcontacts-dev-seed'))")
+    sqlx::query(locks::SQL)
+        .bind(AdvisoryLock::DemoSeed.class())
+        .bind("")
         .execute(&mut *tx)
         .await?;
     let tenant = match tenants::find_by_name(&mut *tx, &demo.tenant_name).await? {

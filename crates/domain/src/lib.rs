@@ -13,6 +13,7 @@ pub mod batch;
 pub mod contact;
 pub mod email;
 pub mod ids;
+pub mod locks;
 pub mod package;
 
 pub use access::{Permission, Role, SystemRole};

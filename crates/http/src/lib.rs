@@ -9,6 +9,7 @@
 //!   runs it until a shutdown token fires.
 
 pub mod auth;
+mod enqueue;
 pub mod error;
 pub mod extract;
 pub mod identity;

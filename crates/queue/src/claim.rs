@@ -11,9 +11,11 @@
 //! Claims and finishes of concurrent handlers are batched ([`Batcher`]) so one
 //! round trip serves many jobs: this is what lets the ledger keep up with Redis.
 
+use crate::admission::{self, Count, Room};
 use crate::job::JobMessage;
 use crate::ledger::Ledger;
 use crate::metrics;
+use crate::sql::{interval, tune_hot_tx};
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use std::collections::HashMap;
@@ -175,43 +177,19 @@ pub async fn claim(
         .filter(|c| seq_of.get(&c.id).is_some_and(|s| *s >= c.push_seq))
         .collect();
 
-    let mut tenants: Vec<Uuid> = candidates.iter().filter_map(|c| c.tenant_id).collect();
-    tenants.sort();
-    tenants.dedup();
-    let mut free: HashMap<Uuid, (i64, i32)> = HashMap::new();
-    if !tenants.is_empty() {
-        for t in &tenants {
-            // Serialise claims per tenant across all workers for this transaction.
-            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 11))")
-                .bind(t)
-                .execute(&mut *tx)
-                .await?;
-        }
-        let rows: Vec<(Uuid, i64, i32)> = sqlx::query_as(
-            "SELECT t.id, p.concurrent_jobs - (SELECT count(*) FROM jobs j WHERE j.tenant_id = t.id
-                     AND j.status = 'running' AND j.lease_until > now()), p.concurrent_jobs
-             FROM tenants t JOIN packages p ON p.name = t.package WHERE t.id = ANY($1)",
-        )
-        .bind(&tenants)
-        .fetch_all(&mut *tx)
-        .await?;
-        free = rows.into_iter().map(|(t, f, l)| (t, (f, l))).collect();
-    }
+    let tenants: Vec<Uuid> = candidates.iter().filter_map(|c| c.tenant_id).collect();
+    let mut room = admission::lock_and_count(&mut tx, &tenants, Count::Running).await?;
     let mut run = Vec::new();
     let mut deferred = Vec::new();
     let mut reasons = Vec::new();
     for c in candidates {
-        match c.tenant_id.and_then(|t| free.get_mut(&t)) {
-            Some((slots, limit)) if *slots <= 0 => {
+        match c.tenant_id.and_then(|t| room.get_mut(&t)).map(Room::take) {
+            Some(Err(reason)) => {
                 deferred.push(c.id);
-                reasons.push(format!("tenant at concurrent-job limit {limit}/{limit}"));
+                reasons.push(reason);
                 metrics::deferred(&c.kind);
             }
-            Some((slots, _)) => {
-                *slots -= 1;
-                run.push(c.id);
-            }
-            None => run.push(c.id),
+            Some(Ok(())) | None => run.push(c.id),
         }
     }
     if !deferred.is_empty() {
@@ -241,31 +219,6 @@ pub async fn claim(
     .await?;
     tx.commit().await?;
     Ok(claimed)
-}
-
-/// Settings for the worker's hot transactions (claim, finish, push marks).
-///
-/// - No wait for the WAL flush. Losing one of these in a Postgres crash is safe
-///   by design: a lost claim leaves the job queued (the relay pushes it again),
-///   a lost finish makes an idempotent job run again. Enqueues and handlers'
-///   own transactions stay fully durable.
-/// - Point lookups stay point lookups. These statements join a short id list
-///   to `jobs` by primary key; a cached generic plan chosen while the table was
-///   small (a hash join over a sequential scan) would later scan the whole
-///   backlog on every claim. Measured: throughput fell from ~12,000 to ~2,000
-///   jobs/s at random, depending on when autoanalyze ran.
-pub(crate) async fn tune_hot_tx(tx: &mut PgConnection) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "SELECT set_config('synchronous_commit', 'off', true), set_config('enable_seqscan', 'off', true),
-                set_config('plan_cache_mode', 'force_custom_plan', true)",
-    )
-    .execute(tx)
-    .await?;
-    Ok(())
-}
-
-pub(crate) fn interval(d: Duration) -> String {
-    format!("{} milliseconds", d.as_millis())
 }
 
 /// Record how runs ended, then let deferred jobs of the freed tenants in.
@@ -354,12 +307,10 @@ pub async fn finish(ledger: &Ledger, items: &[(Uuid, Uuid, Finish)]) -> Result<(
     freed.sort();
     freed.dedup();
     if !freed.is_empty() {
-        promote_deferred(ledger, &freed)
-            .await
-            .map_err(|e| match e {
-                crate::ledger::LedgerError::Database(e) => e,
-                other => sqlx::Error::Protocol(other.to_string()),
-            })?;
+        ledger.promote_deferred(&freed).await.map_err(|e| match e {
+            crate::ledger::LedgerError::Database(e) => e,
+            other => sqlx::Error::Protocol(other.to_string()),
+        })?;
     }
     Ok(())
 }
@@ -384,55 +335,6 @@ pub async fn complete_in_tx(
         metrics::finished(kind, "succeeded");
     }
     Ok(kind.is_some())
-}
-
-/// Move the oldest deferred jobs of `tenants` to queued, as many as their
-/// limits allow now, and push them.
-pub async fn promote_deferred(
-    ledger: &Ledger,
-    tenants: &[Uuid],
-) -> Result<usize, crate::ledger::LedgerError> {
-    let mut tx = ledger.pool().begin().await?;
-    let mut sorted = tenants.to_vec();
-    sorted.sort();
-    for t in &sorted {
-        // Same lock as admission: promotion and new enqueues agree on counts.
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 7))")
-            .bind(t)
-            .execute(&mut *tx)
-            .await?;
-    }
-    let promoted: Vec<(Uuid, String, i32)> = sqlx::query_as(
-        "WITH room AS (
-             SELECT t.id AS tenant_id, p.concurrent_jobs - (SELECT count(*) FROM jobs j
-                    WHERE j.tenant_id = t.id AND j.status IN ('queued', 'running')) AS free
-             FROM tenants t JOIN packages p ON p.name = t.package WHERE t.id = ANY($1)
-         ), picked AS (
-             SELECT d.id FROM room, LATERAL (
-                 SELECT id FROM jobs WHERE tenant_id = room.tenant_id AND status = 'deferred'
-                 ORDER BY id LIMIT greatest(room.free, 0)
-             ) d
-         )
-         UPDATE jobs j SET status = 'queued', waiting_reason = NULL, queued_at = now(),
-                push_seq = j.push_seq + 1, pushed_at = NULL
-         FROM picked WHERE j.id = picked.id
-         RETURNING j.id, j.kind, j.push_seq",
-    )
-    .bind(&sorted)
-    .fetch_all(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    let n = promoted.len();
-    if n > 0 {
-        let pending = crate::ledger::Pending {
-            messages: promoted
-                .into_iter()
-                .map(|(job_id, kind, seq)| (kind, JobMessage { job_id, seq }))
-                .collect(),
-        };
-        ledger.push(pending).await;
-    }
-    Ok(n)
 }
 
 /// Extend the leases of this worker's running jobs (heartbeat).

@@ -8,6 +8,7 @@
 //! the process dies in between, the relay finds the row (`pushed_at` is NULL)
 //! and pushes it: no job is lost while its row exists.
 
+use crate::admission::{self, Count};
 use crate::job::{Job, JobMessage, JobRow, JobStatus, NewJob, JOB_COLUMNS};
 use crate::transport::Transport;
 use bizcontacts_domain::TenantId;
@@ -94,30 +95,11 @@ impl Ledger {
         tx: &mut PgConnection,
         jobs: Vec<NewJob>,
     ) -> Result<(Vec<Enqueued>, Pending), LedgerError> {
-        // Admission: how many more jobs each tenant may have queued or running.
-        let mut tenants: Vec<Uuid> = jobs
+        let tenants: Vec<Uuid> = jobs
             .iter()
             .filter_map(|j| j.tenant_id.map(|t| t.0))
             .collect();
-        tenants.sort();
-        tenants.dedup();
-        for t in &tenants {
-            // Serialise admission per tenant; released at commit.
-            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 7))")
-                .bind(t)
-                .execute(&mut *tx)
-                .await?;
-        }
-        let free: Vec<(Uuid, i64, i32)> = sqlx::query_as(
-            "SELECT t.id, p.concurrent_jobs - (SELECT count(*) FROM jobs j
-                     WHERE j.tenant_id = t.id AND j.status IN ('queued', 'running')), p.concurrent_jobs
-             FROM tenants t JOIN packages p ON p.name = t.package WHERE t.id = ANY($1)",
-        )
-        .bind(&tenants)
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut free: std::collections::HashMap<Uuid, (i64, i32)> =
-            free.into_iter().map(|(t, f, l)| (t, (f, l))).collect();
+        let mut room = admission::lock_and_count(tx, &tenants, Count::Admitted).await?;
 
         let n = jobs.len();
         let mut ids = Vec::with_capacity(n);
@@ -132,15 +114,11 @@ impl Ledger {
         let mut created_by = Vec::with_capacity(n);
         let now = Utc::now();
         for j in &jobs {
-            let (status, reason) = match j.tenant_id.and_then(|t| free.get_mut(&t.0)) {
-                Some((slots, limit)) if *slots <= 0 => (
-                    JobStatus::Deferred,
-                    Some(format!("tenant at concurrent-job limit {limit}/{limit}")),
-                ),
-                Some((slots, _)) => {
-                    *slots -= 1;
-                    (JobStatus::Queued, None)
-                }
+            let (status, reason) = match j.tenant_id.and_then(|t| room.get_mut(&t.0)) {
+                Some(r) => match r.take() {
+                    Ok(()) => (JobStatus::Queued, None),
+                    Err(reason) => (JobStatus::Deferred, Some(reason)),
+                },
                 None => (JobStatus::Queued, None),
             };
             ids.push(Uuid::now_v7());
@@ -265,9 +243,26 @@ impl Ledger {
         }
     }
 
+    /// Let the oldest deferred jobs of `tenants` in, as far as their limits
+    /// allow now, and push them; returns how many.
+    pub async fn promote_deferred(&self, tenants: &[Uuid]) -> Result<usize, LedgerError> {
+        let mut tx = self.pool.begin().await?;
+        let promoted = admission::promote_deferred(&mut tx, tenants).await?;
+        tx.commit().await?;
+        let n = promoted.len();
+        self.push(Pending {
+            messages: promoted
+                .into_iter()
+                .map(|(job_id, kind, seq)| (kind, JobMessage { job_id, seq }))
+                .collect(),
+        })
+        .await;
+        Ok(n)
+    }
+
     async fn mark_pushed(&self, ids: &[Uuid]) -> Result<(), sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        crate::claim::tune_hot_tx(&mut tx).await?;
+        crate::sql::tune_hot_tx(&mut tx).await?;
         sqlx::query(
             "UPDATE jobs SET pushed_at = now() WHERE id IN (
                  SELECT j.id FROM unnest($1::uuid[]) AS r(id) JOIN jobs j ON j.id = r.id
@@ -370,7 +365,7 @@ impl Ledger {
         if job.status == JobStatus::Queued {
             // A slot it held in admission is free: let a deferred job in.
             if let Some(t) = job.tenant_id {
-                crate::claim::promote_deferred(self, &[t.0]).await?;
+                self.promote_deferred(&[t.0]).await?;
             }
         }
         self.get(tenant, id).await

@@ -3,8 +3,10 @@
 //!
 //! Where to start:
 //! - [`ledger`]: enqueue inside the caller's transaction, read, cancel, retry.
-//! - [`claim`]: how a worker turns a delivery into a run (tenant limits,
-//!   leases, batching) and records how it ended.
+//! - `admission`: the per-tenant concurrent-job limit, counted from the
+//!   ledger when a job is admitted and again when it is claimed.
+//! - [`claim`]: how a worker turns a delivery into a run (leases, batching)
+//!   and records how it ended.
 //! - [`worker`]: the worker process: apalis workers per kind, heartbeats,
 //!   graceful shutdown.
 //! - [`relay`]: periodic repairs (lost pushes, expired leases, Redis data loss).
@@ -16,6 +18,8 @@
 //! finished tasks forever. Here handlers' outcomes are always acknowledged to
 //! apalis, and the ledger applies each kind's backoff, attempts and dead state.
 
+mod admission;
+pub mod args;
 pub mod claim;
 pub mod handler;
 pub mod job;
@@ -24,6 +28,7 @@ mod metrics;
 mod redis_conn;
 pub mod relay;
 pub mod scheduler;
+mod sql;
 pub mod transport;
 pub mod worker;
 

@@ -15,10 +15,10 @@
 //! 6. Housekeeping: queue depth gauges, trimming finished tasks from Redis,
 //!    deleting ledger history past its retention.
 
-use crate::claim::{interval, promote_deferred};
 use crate::job::JobMessage;
 use crate::ledger::{Ledger, Pending};
 use crate::metrics;
+use crate::sql::interval;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -172,7 +172,7 @@ pub async fn tick(
     freed.sort();
     freed.dedup();
     if !freed.is_empty() {
-        report.promoted = promote_deferred(ledger, &freed).await?;
+        report.promoted = ledger.promote_deferred(&freed).await?;
     }
 
     for kind in kinds {

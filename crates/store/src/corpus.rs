@@ -15,38 +15,20 @@
 //! per chunk is cheaper and makes the outcome independent of worker count.
 
 use crate::{Result, StoreError};
+use bizcontacts_domain::contact::{Column, COLUMN_COUNT, COLUMN_NAMES};
+use bizcontacts_domain::locks::{self, AdvisoryLock};
 use bizcontacts_matching::{BlockId, Prepared, Record};
 use sqlx::{PgConnection, PgExecutor, Row};
 use std::collections::HashMap;
 use uuid::Uuid;
 
-/// The contact fields in storage order; [`Values`] holds them in this order.
-pub const FIELDS: [&str; 16] = [
-    "company_name",
-    "first_name",
-    "last_name",
-    "email",
-    "phone",
-    "website",
-    "domain",
-    "address",
-    "city",
-    "postcode",
-    "region",
-    "country",
-    "segment",
-    "type",
-    "mcc",
-    "category",
-];
-
-/// Fields that travel together: a value of one without the other would be
-/// a website whose domain is another's, or an MCC with a foreign category.
-const PAIRED: [(usize, usize); 2] = [(5, 6), (14, 15)];
+/// The contact fields in storage order ([`Column::ALL`]); [`Values`] holds
+/// them in this order.
+pub const FIELDS: [&str; COLUMN_COUNT] = COLUMN_NAMES;
 
 /// One value per [`FIELDS`] entry.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Values(pub [Option<String>; 16]);
+pub struct Values(pub [Option<String>; COLUMN_COUNT]);
 
 impl Values {
     pub fn get(&self, field: &str) -> Option<&str> {
@@ -63,9 +45,7 @@ impl Values {
                 continue;
             };
             let name = FIELDS[i];
-            let partner = PAIRED
-                .iter()
-                .find_map(|&(a, b)| (a == i).then_some(b).or((b == i).then_some(a)));
+            let partner = Column::ALL[i].partner().map(Column::index);
             if correction {
                 if !corrected.iter().any(|c| c == name) {
                     corrected.push(name.to_string());
@@ -83,19 +63,28 @@ impl Values {
 
     /// What matching compares.
     pub fn record(&self) -> Record {
-        let v = |i: usize| self.0[i].clone();
+        let v = |c: Column| self.0[c.index()].clone();
         Record {
-            company_name: v(0),
-            first_name: v(1),
-            last_name: v(2),
-            email: v(3),
-            phone: v(4),
-            domain: v(6),
-            address: v(7),
-            city: v(8),
-            postcode: v(9),
-            country: v(11),
+            company_name: v(Column::CompanyName),
+            first_name: v(Column::FirstName),
+            last_name: v(Column::LastName),
+            email: v(Column::Email),
+            phone: v(Column::Phone),
+            domain: v(Column::Domain),
+            address: v(Column::Address),
+            city: v(Column::City),
+            postcode: v(Column::Postcode),
+            country: v(Column::Country),
         }
+    }
+
+    /// Column name to value, as the API shows a contact or a staged row.
+    pub fn to_map(&self) -> serde_json::Map<String, serde_json::Value> {
+        FIELDS
+            .iter()
+            .zip(&self.0)
+            .map(|(f, v)| (f.to_string(), serde_json::json!(v)))
+            .collect()
     }
 
     pub(crate) fn from_row(row: &sqlx::postgres::PgRow, offset: usize) -> Result<Self> {
@@ -117,8 +106,9 @@ pub(crate) fn columns(prefix: &str) -> String {
 
 /// Take the corpus writers' lock until the transaction ends.
 pub async fn lock(tx: &mut PgConnection) -> Result<()> {
-    // An arbitrary constant naming "the corpus" among advisory locks.
-    sqlx::query("SELECT pg_advisory_xact_lock(7401202611230005)")
+    sqlx::query(locks::SQL)
+        .bind(AdvisoryLock::Corpus.class())
+        .bind("")
         .execute(tx)
         .await?;
     Ok(())

@@ -6,8 +6,9 @@
 //! unique key makes a row that a resumed run would stage twice an error
 //! instead of a duplicate.
 
+use crate::corpus::{columns, Values};
 use crate::{Result, StoreError};
-use bizcontacts_domain::contact::{Contact, FieldError};
+use bizcontacts_domain::contact::{Contact, FieldError, COLUMN_COUNT};
 use serde::Serialize;
 use sqlx::{PgConnection, PgExecutor};
 use std::borrow::Cow;
@@ -40,9 +41,13 @@ impl StagedRow<'_> {
     }
 }
 
-const COPY_COLUMNS: &str = "id, import_id, row_number, status, raw, company_name, first_name, last_name,
-    email, phone, website, domain, address, city, postcode, region, country, segment, type, mcc, category,
-    errors, fingerprint";
+/// The columns [`CopyRows::push`] encodes, in its order.
+fn copy_columns() -> String {
+    format!(
+        "id, import_id, row_number, status, raw, {}, errors, fingerprint",
+        columns("")
+    )
+}
 
 /// Rows encoded in COPY's binary format, ready for [`copy`]. Binary rather
 /// than text: Postgres takes uuids, numbers and the fingerprint as they are
@@ -62,8 +67,8 @@ pub struct CopyRows {
 const COPY_HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
 /// End of the stream: a tuple of -1 fields.
 const COPY_TRAILER: &[u8] = &(-1i16).to_be_bytes();
-/// Fields per row: as many as [`COPY_COLUMNS`] names.
-const COPY_FIELDS: i16 = 23;
+/// Fields per row: as many as [`copy_columns`] names.
+const COPY_FIELDS: i16 = (COLUMN_COUNT + 7) as i16;
 /// Version byte before the JSON text of a binary `jsonb`.
 const JSONB_VERSION: u8 = 1;
 
@@ -222,23 +227,9 @@ impl CopyRows {
             },
         );
         join_raw(b, &row.raw);
-        let c = &row.contact;
-        opt_text(b, c.company_name.as_deref());
-        opt_text(b, c.first_name.as_deref());
-        opt_text(b, c.last_name.as_deref());
-        opt_text(b, c.email.as_ref().map(|e| e.as_str()));
-        opt_text(b, c.phone.as_ref().map(|p| p.as_str()));
-        opt_text(b, c.website.as_ref().map(|w| w.url.as_str()));
-        opt_text(b, c.website.as_ref().map(|w| w.domain.as_str()));
-        opt_text(b, c.address.as_deref());
-        opt_text(b, c.city.as_deref());
-        opt_text(b, c.postcode.as_deref());
-        opt_text(b, c.region.as_deref());
-        opt_text(b, c.country.as_ref().map(|c| c.as_str()));
-        opt_text(b, c.segment.map(|s| s.as_str()));
-        opt_text(b, c.contact_type.map(|t| t.as_str()));
-        opt_text(b, c.mcc.as_ref().map(|m| m.as_str()));
-        opt_text(b, c.category());
+        for value in row.contact.columns() {
+            opt_text(b, value);
+        }
         if row.errors.is_empty() {
             b.extend_from_slice(&(-1i32).to_be_bytes());
         } else {
@@ -264,7 +255,8 @@ pub async fn copy(db: &mut PgConnection, rows: &CopyRows, n: usize) -> Result<u6
     }
     let mut copy = db
         .copy_in_raw(&format!(
-            "COPY staged_rows ({COPY_COLUMNS}) FROM STDIN (FORMAT binary)"
+            "COPY staged_rows ({}) FROM STDIN (FORMAT binary)",
+            copy_columns()
         ))
         .await?;
     copy.send(COPY_HEADER).await?;
@@ -312,34 +304,40 @@ pub async fn delete_all(db: impl PgExecutor<'_>, import_id: Uuid) -> Result<u64>
 }
 
 /// A staged row as reviewers see it.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct Row {
     pub id: Uuid,
     pub row_number: i32,
     pub status: String,
-    #[sqlx(try_from = "String")]
     pub raw: RawValues,
-    pub company_name: Option<String>,
-    pub first_name: Option<String>,
-    pub last_name: Option<String>,
-    pub email: Option<String>,
-    pub phone: Option<String>,
-    pub website: Option<String>,
-    pub domain: Option<String>,
-    pub address: Option<String>,
-    pub city: Option<String>,
-    pub postcode: Option<String>,
-    pub region: Option<String>,
-    pub country: Option<String>,
-    pub segment: Option<String>,
-    #[sqlx(rename = "type")]
-    pub contact_type: Option<String>,
-    pub mcc: Option<String>,
-    pub category: Option<String>,
-    pub errors: Option<sqlx::types::Json<Vec<FieldError>>>,
+    /// The normalized values, in [`Column`] order.
+    pub values: Values,
+    pub errors: Option<Vec<FieldError>>,
     pub duplicate_of: Option<i32>,
     pub contact_id: Option<Uuid>,
 }
+
+impl<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> for Row {
+    fn from_row(r: &'r sqlx::postgres::PgRow) -> sqlx::Result<Self> {
+        use sqlx::Row as _;
+        let raw: String = r.try_get("raw")?;
+        let errors: Option<sqlx::types::Json<Vec<FieldError>>> = r.try_get("errors")?;
+        Ok(Row {
+            id: r.try_get("id")?,
+            row_number: r.try_get("row_number")?,
+            status: r.try_get("status")?,
+            raw: RawValues::from(raw),
+            values: Values::from_row(r, ROW_VALUES_AT)
+                .map_err(|e| sqlx::Error::Decode(e.into()))?,
+            errors: errors.map(|e| e.0),
+            duplicate_of: r.try_get("duplicate_of")?,
+            contact_id: r.try_get("contact_id")?,
+        })
+    }
+}
+
+/// Where [`list`]'s select puts the first value column.
+const ROW_VALUES_AT: usize = 7;
 
 /// Rows of a batch in row order, after the row `cursor`, optionally of one status.
 pub async fn list(
@@ -349,16 +347,15 @@ pub async fn list(
     cursor: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<Row>> {
-    Ok(sqlx::query_as::<_, Row>(
-        "SELECT id, row_number, status, raw, company_name, first_name, last_name, email, phone,
-                website, domain, address, city, postcode, region, country, segment, type, mcc,
-                category, errors, duplicate_of, contact_id
+    Ok(sqlx::query_as::<_, Row>(&format!(
+        "SELECT id, row_number, status, raw, errors, duplicate_of, contact_id, {}
          FROM staged_rows
          WHERE import_id = $1 AND ($2::text IS NULL OR status = $2)
            AND row_number > COALESCE((SELECT row_number FROM staged_rows
                                       WHERE import_id = $1 AND id = $3), 0)
          ORDER BY row_number LIMIT $4",
-    )
+        columns("")
+    ))
     .bind(import_id)
     .bind(status)
     .bind(cursor)

@@ -6,12 +6,14 @@
 //! name and at least one of email, phone and website; country, MCC, phone,
 //! website, segment and type must parse; nothing is silently fixed.
 
+mod columns;
 mod country;
 mod mcc;
 mod phone;
 mod vocab;
 mod website;
 
+pub use columns::{Column, COLUMN_COUNT, COLUMN_NAMES};
 pub use country::CountryCode;
 pub use mcc::Mcc;
 pub use phone::PhoneE164;

@@ -2,15 +2,17 @@
 //! the whole corpus for duplicates (platform admins). Both audited.
 
 use crate::auth::{perm, SystemScope};
+use crate::enqueue::platform_job;
 use crate::error::{not_found, ApiError, Problem};
 use crate::extract::{ApiJson, ApiQuery, RequestId};
 use crate::pagination::{Page, PageParams};
-use crate::routes::imports::enqueue_job;
 use crate::routes::jobs::JobView;
 use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
+use bizcontacts_jobs::DedupeArgs;
+use bizcontacts_queue::args::JobArgs;
 use bizcontacts_store::sweeps::{self, Candidate, Sweep};
 use bizcontacts_store::{audit, imports};
 use serde::{Deserialize, Serialize};
@@ -112,19 +114,12 @@ async fn start_sweep(
     RequestId(request_id): RequestId,
     ApiJson(req): ApiJson<SweepRequest>,
 ) -> Result<(StatusCode, Json<JobView>), ApiError> {
-    let handler = state
-        .registry
-        .get("dedupe")
-        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("no dedupe handler in this build")))?;
-    let params = json!({ "sweep": true, "apply": req.apply });
     let mut tx = state.store.pool.begin().await?;
-    let (job, pending) = enqueue_job(
+    let (job, pending) = platform_job(
         &state,
         &mut tx,
         &scope.principal,
-        None,
-        handler.as_ref(),
-        params,
+        DedupeArgs::sweep(req.apply).job(),
     )
     .await?;
     audit::record(

@@ -1,10 +1,11 @@
 //! Job monitoring and operation for system roles.
 
 use crate::auth::{perm, SystemScope};
+use crate::enqueue::ledger_error;
 use crate::error::{ApiError, Problem};
 use crate::extract::{ApiQuery, RequestId};
 use crate::pagination::Page;
-use crate::routes::jobs::{ledger_error, JobQuery, JobView};
+use crate::routes::jobs::{JobQuery, JobView};
 use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::Json;

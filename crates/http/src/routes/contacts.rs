@@ -10,7 +10,7 @@ use axum::extract::{Path, State};
 use axum::Json;
 use bizcontacts_domain::batch::Source;
 use bizcontacts_domain::contact::Field;
-use bizcontacts_store::corpus::{self, Contact, FIELDS};
+use bizcontacts_store::corpus::{self, Contact};
 use bizcontacts_store::{audit, corrections};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -65,11 +65,7 @@ async fn get_contact(
             .values
             .absorb(values, true, &mut contact.corrected_fields);
     }
-    let values = FIELDS
-        .iter()
-        .zip(&contact.values.0)
-        .map(|(f, v)| (f.to_string(), json!(v)))
-        .collect();
+    let values = contact.values.to_map();
     Ok(Json(ContactView {
         contact_id,
         values,

@@ -11,7 +11,7 @@ use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use bizcontacts_store::corpus::{Values, FIELDS};
+use bizcontacts_store::corpus::Values;
 use bizcontacts_store::{audit, imports, matches};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -25,14 +25,6 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Deserialize)]
 struct ImportPath {
     import_id: Uuid,
-}
-
-fn fields(v: &Values) -> serde_json::Map<String, serde_json::Value> {
-    FIELDS
-        .iter()
-        .zip(&v.0)
-        .map(|(f, v)| (f.to_string(), json!(v)))
-        .collect()
 }
 
 /// A staged row beside the contact it may be.
@@ -74,8 +66,8 @@ async fn list_matches(
             contact_id: p.contact_id,
             score: p.score,
             decision: p.decision,
-            row: fields(&p.row),
-            contact: fields(&p.contact),
+            row: Values::to_map(&p.row),
+            contact: Values::to_map(&p.contact),
         })
         .collect();
     Ok(Json(Page::from_offset(items, offset, limit)))
@@ -162,8 +154,9 @@ async fn decide(
             ),
         )
         .await?;
-        queued =
-            enqueue_dedupe(&state, &mut tx, &scope.principal, &scope.tenant, import.id).await?;
+        queued = Some(
+            enqueue_dedupe(&state, &mut tx, &scope.principal, &scope.tenant, import.id).await?,
+        );
     }
     tx.commit().await?;
     let job_id = queued.as_ref().map(|(id, _)| *id);

@@ -1,11 +1,11 @@
 //! Imports out: status, staged rows, errors.csv, and the review decision.
 
 use crate::auth::{perm, TenantScope};
+use crate::enqueue::ledger_error;
 use crate::error::{not_found, ApiError, Problem};
 use crate::extract::{ApiJson, ApiQuery, RequestId};
 use crate::pagination::{Page, PageParams};
 use crate::routes::imports::{enqueue_dedupe, queued_status};
-use crate::routes::jobs::ledger_error;
 use crate::state::AppState;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
@@ -242,14 +242,12 @@ fn row_view(import: &Import, r: staged_rows::Row) -> RowView {
         row_number: r.row_number,
         status: r.status,
         raw,
-        normalized: json!({
-            "company_name": r.company_name, "first_name": r.first_name, "last_name": r.last_name,
-            "email": r.email, "phone": r.phone, "website": r.website, "domain": r.domain,
-            "address": r.address, "city": r.city, "postcode": r.postcode, "region": r.region,
-            "country": r.country, "segment": r.segment, "type": r.contact_type, "mcc": r.mcc,
-            "category": r.category, "extra": extra,
-        }),
-        errors: r.errors.map(|e| e.0).unwrap_or_default(),
+        normalized: {
+            let mut values = r.values.to_map();
+            values.insert("extra".into(), serde_json::Value::Object(extra));
+            serde_json::Value::Object(values)
+        },
+        errors: r.errors.unwrap_or_default(),
         duplicate_of: r.duplicate_of,
         contact_id: r.contact_id,
     }
@@ -476,7 +474,7 @@ async fn review(
     )
     .await?;
     let queued = if outcome.approved > 0 {
-        enqueue_dedupe(&state, &mut tx, &scope.principal, &scope.tenant, import.id).await?
+        Some(enqueue_dedupe(&state, &mut tx, &scope.principal, &scope.tenant, import.id).await?)
     } else {
         None
     };

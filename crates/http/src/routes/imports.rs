@@ -10,10 +10,11 @@
 //! (`imports.max_concurrent_uploads_per_tenant`); the next is a 429.
 
 use crate::auth::{perm, Principal, TenantScope};
+use crate::enqueue::tenant_job;
 use crate::error::{ApiError, Problem};
 use crate::extract::{media_type, ApiJson, Created};
 use crate::json_rows::{OneRow, Rows, Table};
-use crate::routes::jobs::{charge_job, idempotency_key, ledger_error};
+use crate::routes::jobs::idempotency_key;
 use crate::state::AppState;
 use crate::throttle::{self, Slot};
 use axum::body::Bytes;
@@ -22,10 +23,10 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bizcontacts_domain::contact::FieldError;
-use bizcontacts_domain::{PackageLimits, TenantId};
+use bizcontacts_domain::PackageLimits;
 use bizcontacts_ingest::{Layout, Sniffer, Stager};
-use bizcontacts_queue::handler::JobHandler;
-use bizcontacts_queue::job::{Job, NewJob};
+use bizcontacts_jobs::{DedupeArgs, ImportArgs};
+use bizcontacts_queue::args::JobArgs;
 use bizcontacts_queue::ledger::Pending;
 use bizcontacts_store::imports::{
     self, Encoding, Import, ImportStatus, NewImport, Progress, Source, CHUNK_BYTES,
@@ -235,7 +236,7 @@ async fn create_batch(
     key: Option<String>,
     mut received: Received,
 ) -> Result<Response, ApiError> {
-    let limits = limits_with_rows_left(state, scope).await?;
+    limits_with_rows_left(state, scope).await?;
     let mut tx = state.store.pool.begin().await?;
     let new = NewImport {
         tenant_id: scope.tenant_id(),
@@ -253,20 +254,18 @@ async fn create_batch(
             .ok_or_else(|| ApiError::Conflict("idempotency key raced with a delete".into()));
     };
     received.copy_into(&mut tx, import.id).await?;
-    let usage = charge_job(&limits, scope.tenant_id(), &mut tx).await?;
-    let handler = state
-        .registry
-        .get("import")
-        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("no import handler in this build")))?;
-    let (job_id, pending) = enqueue_batch_job(
+    let (job, pending, usage) = tenant_job(
         state,
         &mut tx,
+        &scope.tenant,
         &scope.principal,
-        scope.tenant_id(),
-        handler.as_ref(),
-        import.id,
+        ImportArgs {
+            import_id: import.id,
+        }
+        .job(),
     )
     .await?;
+    let job_id = job.job.id;
     imports::set_upload(
         &mut *tx,
         import.id,
@@ -285,63 +284,20 @@ async fn create_batch(
     Ok(usage.on((StatusCode::ACCEPTED, Json(body)).into_response()))
 }
 
-/// Enqueue a job of `handler`'s kind in the caller's transaction (tenant
-/// `None`: a platform job); push `Pending` after commit.
-pub(crate) async fn enqueue_job(
-    state: &AppState,
-    tx: &mut PgConnection,
-    by: &Principal,
-    tenant: Option<TenantId>,
-    handler: &dyn JobHandler,
-    params: serde_json::Value,
-) -> Result<(Job, Pending), ApiError> {
-    let job = NewJob {
-        tenant_id: tenant,
-        kind: handler.kind().into(),
-        params,
-        idempotency_key: None,
-        max_attempts: handler.retry().max_attempts,
-        run_after: None,
-        created_by: Some(by.user_id.0),
-    };
-    let (enqueued, pending) = state.ledger.enqueue(tx, job).await.map_err(ledger_error)?;
-    Ok((enqueued.job, pending))
-}
-
-/// Enqueue a job of `handler`'s kind for one import batch (its `import` or
-/// `dedupe` job), in the caller's transaction; push `Pending` after commit.
-pub(crate) async fn enqueue_batch_job(
-    state: &AppState,
-    tx: &mut PgConnection,
-    by: &Principal,
-    tenant: TenantId,
-    handler: &dyn JobHandler,
-    import_id: Uuid,
-) -> Result<(Uuid, Pending), ApiError> {
-    let params = serde_json::json!({ "import_id": import_id });
-    let (job, pending) = enqueue_job(state, tx, by, Some(tenant), handler, params).await?;
-    Ok((job.id, pending))
-}
-
-/// Hand a batch's approved rows to its `dedupe` job, when this deployment
-/// runs one (a review and a reviewer's match decisions both do). The job
-/// counts against the tenant's jobs per day like any other: over the limit,
-/// the whole request is a 429 and its decisions are not written.
+/// Hand a batch's approved rows to its `dedupe` job (a review and a
+/// reviewer's match decisions both do). The job counts against the tenant's
+/// jobs per day like any other: over the limit, the whole request is a 429
+/// and its decisions are not written.
 pub(crate) async fn enqueue_dedupe(
     state: &AppState,
     tx: &mut PgConnection,
     by: &Principal,
     tenant: &Tenant,
     import_id: Uuid,
-) -> Result<Option<(Uuid, Pending)>, ApiError> {
-    let Some(handler) = state.registry.get("dedupe") else {
-        return Ok(None);
-    };
-    let limits = packages::get(&mut *tx, tenant.package).await?;
-    charge_job(&limits, tenant.id, tx).await?;
-    enqueue_batch_job(state, tx, by, tenant.id, handler.as_ref(), import_id)
-        .await
-        .map(Some)
+) -> Result<(Uuid, Pending), ApiError> {
+    let (job, pending, _) =
+        tenant_job(state, tx, tenant, by, DedupeArgs::batch(import_id).job()).await?;
+    Ok((job.job.id, pending))
 }
 
 /// 202 when a job was queued for the request's work, 200 when nothing was.
@@ -556,11 +512,7 @@ async fn manual_entry(
             let first = rows
                 .first()
                 .ok_or_else(|| ApiError::Conflict("the key names a batch with no row".into()))?;
-            let errors = first
-                .errors
-                .as_ref()
-                .map(|e| e.0.clone())
-                .unwrap_or_default();
+            let errors = first.errors.clone().unwrap_or_default();
             return Ok((
                 StatusCode::OK,
                 Json(manual_view(import.id, first.id, errors)),

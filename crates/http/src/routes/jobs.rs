@@ -1,22 +1,21 @@
 //! Tenant jobs: submit, list, read, cancel.
 
 use crate::auth::{perm, TenantScope};
+use crate::enqueue::{charge_job, ledger_error};
 use crate::error::{ApiError, Problem};
 use crate::extract::{ApiJson, ApiQuery};
 use crate::pagination::{Page, PageParams};
 use crate::state::AppState;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use bizcontacts_domain::{PackageLimits, TenantId};
 use bizcontacts_queue::handler::Starter;
 use bizcontacts_queue::job::{Job, JobStatus, NewJob};
-use bizcontacts_queue::ledger::{JobFilter, LedgerError};
-use bizcontacts_store::{packages, usage};
+use bizcontacts_queue::ledger::JobFilter;
+use bizcontacts_store::packages;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::PgConnection;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
@@ -84,14 +83,6 @@ impl From<Job> for JobView {
             finished_at: j.finished_at,
             heartbeat_at: j.heartbeat_at,
         }
-    }
-}
-
-pub(crate) fn ledger_error(e: LedgerError) -> ApiError {
-    match e {
-        LedgerError::NotFound => ApiError::NotFound("job"),
-        LedgerError::Conflict(msg) => ApiError::Conflict(msg),
-        other => ApiError::Internal(other.into()),
     }
 }
 
@@ -213,50 +204,6 @@ async fn submit_job(
     tx.commit().await?;
     state.ledger.push(pending).await;
     Ok(usage.on((StatusCode::ACCEPTED, Json(JobView::from(enqueued.job))).into_response()))
-}
-
-/// What a call consumed of a daily limit, for the `X-Usage-*` headers.
-pub(crate) struct Usage {
-    limit: i32,
-    remaining: i32,
-}
-
-impl Usage {
-    pub(crate) fn on(&self, mut res: Response) -> Response {
-        res.headers_mut()
-            .insert("x-usage-limit", HeaderValue::from(self.limit));
-        res.headers_mut()
-            .insert("x-usage-remaining", HeaderValue::from(self.remaining));
-        res
-    }
-}
-
-/// Count one job against the tenant's jobs per day, in `tx` (so a request
-/// that fails costs nothing); a 429 once the day's jobs are used up.
-pub(crate) async fn charge_job(
-    limits: &PackageLimits,
-    tenant: TenantId,
-    tx: &mut PgConnection,
-) -> Result<Usage, ApiError> {
-    let remaining = usage::consume_job(
-        &mut *tx,
-        tenant,
-        Utc::now().date_naive(),
-        limits.jobs_per_day,
-    )
-    .await?
-    .ok_or_else(|| ApiError::DailyLimit {
-        limit: "jobs_per_day",
-        max: limits.jobs_per_day,
-        detail: format!(
-            "the package allows {} jobs per day; the limit resets at 00:00 UTC",
-            limits.jobs_per_day
-        ),
-    })?;
-    Ok(Usage {
-        limit: limits.jobs_per_day,
-        remaining,
-    })
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
