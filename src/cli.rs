@@ -30,56 +30,6 @@ pub enum Command {
     /// API key administration.
     #[command(subcommand, name = "api-key")]
     ApiKey(ApiKeyCommand),
-    /// Benchmarks (build with `--features bench`).
-    #[cfg(feature = "bench")]
-    #[command(subcommand)]
-    Bench(BenchCommand),
-}
-
-#[cfg(feature = "bench")]
-#[derive(Subcommand, Debug)]
-pub enum BenchCommand {
-    /// End-to-end no-op job throughput and enqueue-to-start latency, with real
-    /// worker processes, on a scratch database and Redis prefix.
-    Jobs {
-        /// Jobs for the throughput run.
-        #[arg(long, default_value_t = 50_000)]
-        jobs: usize,
-        /// Worker processes to start.
-        #[arg(long, default_value_t = 1)]
-        workers: usize,
-        /// Concurrency per kind in each worker.
-        #[arg(long, default_value_t = 256)]
-        concurrency: usize,
-        /// Offered load of the latency run, jobs per second.
-        #[arg(long, default_value_t = 1000)]
-        rate: u64,
-        /// Length of the latency run, seconds.
-        #[arg(long, default_value_t = 10)]
-        seconds: u64,
-    },
-    /// A generated CSV (5% invalid rows) from upload to all rows staged, beside
-    /// a plain COPY of the same file; reports rows/s and the worker's peak memory.
-    Import {
-        /// Rows in the generated file.
-        #[arg(long, default_value_t = 1_000_000)]
-        rows: usize,
-    },
-    /// Labelled contacts with injected duplicates through the dedupe job;
-    /// reports precision, recall and F1 of the merge pairs.
-    DedupeQuality {
-        /// Distinct businesses generated (records are about 1.5 times as many).
-        #[arg(long, default_value_t = 50_000)]
-        entities: usize,
-    },
-    /// Dedupe speed: a corpus built from `corpus` rows, then `rows` approved
-    /// rows (half variants of corpus contacts) deduplicated against it.
-    Dedupe {
-        #[arg(long, default_value_t = 1_000_000)]
-        corpus: usize,
-        #[arg(long, default_value_t = 1_000_000)]
-        rows: usize,
-    },
 }
 
 #[derive(Subcommand, Debug)]

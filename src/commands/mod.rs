@@ -1,17 +1,9 @@
 //! One module per subcommand.
 
 mod admin;
-#[cfg(feature = "bench")]
-mod bench;
-#[cfg(feature = "bench")]
-mod bench_corpus;
-#[cfg(feature = "bench")]
-mod bench_dedupe;
-#[cfg(feature = "bench")]
-mod bench_import;
 mod dev;
 mod serve;
-mod work;
+pub mod work;
 
 use crate::cli::{Cli, Command};
 use crate::runtime;
@@ -54,11 +46,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::ApiKey(cmd) => {
             runtime::init_logging(&settings, Some("warn"));
             admin::api_key(&settings, cmd).await
-        }
-        #[cfg(feature = "bench")]
-        Command::Bench(cmd) => {
-            runtime::init_logging(&settings, Some("warn"));
-            bench::run(&settings, cmd).await
         }
     }
 }

@@ -3,22 +3,22 @@
 use crate::runtime;
 use anyhow::Context;
 use bizcontacts_config::Settings;
+use bizcontacts_queue::handler::Registry;
 use bizcontacts_queue::ledger::Ledger;
 use tokio_util::sync::CancellationToken;
 
 /// Everything a worker or scheduler process needs.
 pub struct Background {
     pub ledger: Ledger,
-    pub registry: bizcontacts_queue::handler::Registry,
+    pub registry: Registry,
 }
 
-pub async fn background(settings: &Settings) -> anyhow::Result<Background> {
+pub async fn background(settings: &Settings, registry: Registry) -> anyhow::Result<Background> {
     let store = runtime::store(settings).await?;
     if !store.migrations_current().await? {
         anyhow::bail!("database migrations are pending; run `bizcontacts migrate` first");
     }
     let redis = runtime::redis(settings).await?;
-    let registry = bizcontacts_jobs::registry(&settings.dedupe);
     let ledger = runtime::ledger(settings, &store, &redis, &registry);
     Ok(Background { ledger, registry })
 }
@@ -46,7 +46,13 @@ async fn axum_serve(
 }
 
 pub async fn worker(settings: &Settings) -> anyhow::Result<()> {
-    let bg = background(settings).await?;
+    worker_with(settings, bizcontacts_jobs::registry(&settings.dedupe)).await
+}
+
+/// A worker process running the kinds of `registry` (the benchmarks add
+/// their own no-op kind to the product's).
+pub async fn worker_with(settings: &Settings, registry: Registry) -> anyhow::Result<()> {
+    let bg = background(settings, registry).await?;
     let shutdown = runtime::shutdown_on_signals();
     let ops = tokio::spawn({
         let (s, t) = (settings.clone(), shutdown.clone());
@@ -65,7 +71,7 @@ pub async fn worker(settings: &Settings) -> anyhow::Result<()> {
 }
 
 pub async fn scheduler(settings: &Settings) -> anyhow::Result<()> {
-    let bg = background(settings).await?;
+    let bg = background(settings, bizcontacts_jobs::registry(&settings.dedupe)).await?;
     let shutdown = runtime::shutdown_on_signals();
     let ops = tokio::spawn({
         let (s, t) = (settings.clone(), shutdown.clone());

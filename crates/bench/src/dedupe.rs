@@ -1,5 +1,5 @@
-//! `bench dedupe-quality` and `bench dedupe`: the dedupe job measured on
-//! generated contacts ([`crate::commands::bench_corpus`]).
+//! `bizcontacts-bench dedupe-quality` and `dedupe`: the dedupe job measured
+//! on generated contacts ([`crate::corpus`]).
 //!
 //! Records are staged through the import's own normalization (the
 //! `Stager`) into an approved batch, then one worker process of this binary
@@ -11,16 +11,17 @@
 //! entity; precision = true predicted pairs / predicted pairs, recall = true
 //! predicted pairs / true pairs. Rows left for a reviewer count as unmerged.
 
-use crate::commands::bench::{bench_database, cleanup_redis, spawn_worker};
-use crate::commands::bench_corpus::{labelled, Entity, HEADER};
-use crate::commands::bench_import::{vm_hwm_kib, Rng};
-use crate::runtime;
+use crate::corpus::{labelled, Entity, HEADER};
+use crate::import::{vm_hwm_kib, Rng};
+use crate::jobs::{bench_database, cleanup_redis, spawn_worker};
 use anyhow::Context;
+use bizcontacts::runtime;
 use bizcontacts_config::Settings;
 use bizcontacts_domain::batch::{ImportStatus, Source};
 use bizcontacts_domain::{PackageName, TenantId};
 use bizcontacts_ingest::{Layout, Stager};
-use bizcontacts_queue::job::NewJob;
+use bizcontacts_jobs::DedupeArgs;
+use bizcontacts_queue::args::JobArgs;
 use bizcontacts_store::imports::{self, NewImport};
 use bizcontacts_store::staged_rows::{self, CopyRows};
 use bizcontacts_store::Store;
@@ -110,15 +111,9 @@ impl Bench {
         let registry = bizcontacts_jobs::registry(&self.settings.dedupe);
         let ledger = runtime::ledger(&self.settings, &self.store, &self.redis, &registry);
         let mut tx = self.store.pool.begin().await?;
-        let job = NewJob {
-            tenant_id: Some(self.tenant),
-            kind: "dedupe".into(),
-            params: serde_json::json!({ "import_id": import_id }),
-            idempotency_key: None,
-            max_attempts: 1,
-            run_after: None,
-            created_by: None,
-        };
+        let mut job = DedupeArgs::batch(import_id).job().tenant(self.tenant);
+        // A failed run is a failed measurement: no retry hides it.
+        job.max_attempts = 1;
         let (enqueued, pending) = ledger.enqueue(&mut tx, job).await?;
         tx.commit().await?;
         ledger.push(pending).await;

@@ -1,9 +1,9 @@
-//! `bench jobs`: the job platform measured end to end (`bench import`
-//! lives in `bench_import.rs`, `bench dedupe*` in `bench_dedupe.rs`).
+//! `bizcontacts-bench jobs`: the job platform measured end to end.
 //!
 //! A scratch database (`<database>_bench`, recreated) and a fresh Redis prefix,
 //! so nothing of a real deployment is touched. Worker processes are this same
-//! binary (`worker`). Two runs:
+//! binary (its hidden `worker` command: the product's kinds plus
+//! `bench_noop`). Two runs:
 //! 1. throughput: enqueue N no-op platform jobs through the ledger's enqueue
 //!    path in batches of 1,000, as fast as possible, while the workers run
 //!    them; N / (first enqueue .. last job succeeded in the ledger).
@@ -11,34 +11,16 @@
 //!    own transaction and push, like an API call), for `seconds`; percentiles
 //!    of `started_at - created_at` from the ledger (one clock: Postgres).
 
-use crate::cli::BenchCommand;
-use crate::runtime;
+use crate::noop::NoopArgs;
 use anyhow::Context;
+use bizcontacts::runtime;
 use bizcontacts_config::{ExposeSecret, Settings};
+use bizcontacts_queue::args::JobArgs;
 use bizcontacts_queue::job::NewJob;
 use bizcontacts_queue::ledger::Ledger;
 use bizcontacts_store::Store;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-pub async fn run(settings: &Settings, cmd: BenchCommand) -> anyhow::Result<()> {
-    match cmd {
-        BenchCommand::Jobs {
-            jobs,
-            workers,
-            concurrency,
-            rate,
-            seconds,
-        } => run_jobs(settings, jobs, workers, concurrency, rate, seconds).await,
-        BenchCommand::Import { rows } => super::bench_import::run(settings, rows).await,
-        BenchCommand::DedupeQuality { entities } => {
-            super::bench_dedupe::quality(settings, entities).await
-        }
-        BenchCommand::Dedupe { corpus, rows } => {
-            super::bench_dedupe::speed(settings, corpus, rows).await
-        }
-    }
-}
 
 /// A worker process of this binary against the scratch database and prefix.
 pub(crate) fn spawn_worker(
@@ -59,7 +41,7 @@ pub(crate) fn spawn_worker(
     cmd.spawn().context("starting a worker process")
 }
 
-async fn run_jobs(
+pub async fn run(
     settings: &Settings,
     jobs: usize,
     workers: usize,
@@ -74,8 +56,7 @@ async fn run_jobs(
         format!("bench:{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let store = runtime::migrated_store(&settings).await?;
     let redis = runtime::redis(&settings).await?;
-    let registry = bizcontacts_jobs::registry(&settings.dedupe);
-    let ledger = runtime::ledger(&settings, &store, &redis, &registry);
+    let ledger = runtime::ledger(&settings, &store, &redis, &crate::noop::registry(&settings));
 
     let mut children = Vec::new();
     for _ in 0..workers {
@@ -117,7 +98,7 @@ async fn run_jobs(
         jobs as f64 / elapsed
     );
 
-    sqlx::query("TRUNCATE jobs").execute(&store.pool).await?;
+    sqlx::query("TRUNCATE jobs CASCADE").execute(&store.pool).await?;
     let total = (rate * seconds) as usize;
     let ledger = Arc::new(ledger);
     let gate = Arc::new(tokio::sync::Semaphore::new(64));
@@ -169,15 +150,7 @@ async fn run_jobs(
 }
 
 fn noop() -> NewJob {
-    NewJob {
-        tenant_id: None,
-        kind: "test_noop".into(),
-        params: serde_json::json!({}),
-        idempotency_key: None,
-        max_attempts: 3,
-        run_after: None,
-        created_by: None,
-    }
+    NoopArgs {}.job()
 }
 
 async fn enqueue_one(ledger: &Ledger, pool: &sqlx::PgPool) -> anyhow::Result<()> {

@@ -6,7 +6,7 @@
 //! in another city, with their own domain) and colleagues (another person at
 //! the same business, sharing its phone, domain and address).
 
-use crate::commands::bench_import::Rng;
+use crate::import::Rng;
 
 pub const HEADER: [&str; 10] = [
     "Company",

@@ -1,4 +1,4 @@
-//! `bench import`: a generated CSV from upload to all rows staged, beside a
+//! `bizcontacts-bench import`: a generated CSV from upload to all rows staged, beside a
 //! plain `COPY` of the same file into an equivalent table (the physical limit
 //! of this machine's Postgres).
 //!
@@ -10,12 +10,12 @@
 //! ledger's: from the upload transaction's start (`imports.created_at`) to
 //! the batch's `finished_at`. Peak memory is the worker's VmHWM.
 
-use crate::commands::bench::{bench_database, cleanup_redis, spawn_worker};
-use crate::commands::bench_corpus::{
+use crate::corpus::{
     FIRST as FIRST_ALL, LAST as LAST_ALL, TRADES as TRADES_ALL, WORDS as WORDS_ALL,
 };
-use crate::runtime;
+use crate::jobs::{bench_database, cleanup_redis, spawn_worker};
 use anyhow::Context;
+use bizcontacts::runtime;
 use bizcontacts_config::Settings;
 use bizcontacts_domain::{Email, PackageName, Permission, Role};
 use std::io::Write;
