@@ -469,6 +469,151 @@ async fn the_same_idempotency_key_returns_the_same_batch() {
 }
 
 #[tokio::test]
+async fn an_idempotency_key_names_one_request() {
+    let t = Imports::new(PackageName::Pro).await;
+    let csv = |key: &str, body: &'static str| {
+        t.app
+            .post(&t.path("/csv"), &t.importer.token)
+            .header("content-type", "text/csv")
+            .header("idempotency-key", key)
+            .body(body)
+            .send()
+    };
+    let keyed = |path: &str, key: &str, body: Value| {
+        t.app
+            .post(path, &t.importer.token)
+            .header("idempotency-key", key)
+            .json(&body)
+            .send()
+    };
+    assert_eq!(
+        csv("k1", "company,email\nAcme,a@acme.example\n")
+            .await
+            .unwrap()
+            .status(),
+        202
+    );
+
+    // Another file under the same key.
+    let body = problem(
+        csv("k1", "company,email\nOther,o@other.example\n")
+            .await
+            .unwrap(),
+        422,
+    )
+    .await;
+    assert_eq!(body["errors"][0]["field"], "Idempotency-Key");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("different request"),
+        "{body}"
+    );
+
+    // The same key on other endpoints: refused, naming where it was used.
+    let manual = t.path("/manual");
+    let body = problem(
+        keyed(&manual, "k1", json!({ "company_name": "Acme" }))
+            .await
+            .unwrap(),
+        422,
+    )
+    .await;
+    assert!(
+        body["detail"].as_str().unwrap().contains("/imports/csv"),
+        "{body}"
+    );
+    let body = problem(
+        keyed(
+            &t.path(""),
+            "k1",
+            json!({ "rows": [{ "company_name": "Acme" }] }),
+        )
+        .await
+        .unwrap(),
+        422,
+    )
+    .await;
+    assert!(
+        body["detail"].as_str().unwrap().contains("/imports/csv"),
+        "{body}"
+    );
+    let jobs = format!("/v1/tenants/{}/jobs", t.tenant);
+    problem(
+        keyed(&jobs, "k1", json!({ "kind": "test_noop" }))
+            .await
+            .unwrap(),
+        422,
+    )
+    .await;
+
+    // A CSV that cannot be read keeps its key for its own batch: reusing it
+    // on a manual entry is a 422, not a 409 about a batch with no row.
+    assert_eq!(csv("k2", "\u{0}\u{1}binary").await.unwrap().status(), 422);
+    let bad = csv("k3", "just one line that names no field\n")
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 202);
+    problem(
+        keyed(&manual, "k3", json!({ "company_name": "Acme" }))
+            .await
+            .unwrap(),
+        422,
+    )
+    .await;
+
+    // The same manual entry twice is one entry; another entry under its key is refused.
+    let first = keyed(
+        &manual,
+        "m1",
+        json!({ "company_name": "Acme", "email": "a@acme.example" }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(first.status(), 201);
+    let first: Value = first.json().await.unwrap();
+    let again = keyed(
+        &manual,
+        "m1",
+        json!({ "company_name": "Acme", "email": "a@acme.example" }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(again.status(), 200);
+    assert_eq!(again.json::<Value>().await.unwrap(), first);
+    problem(
+        keyed(&manual, "m1", json!({ "company_name": "Beta" }))
+            .await
+            .unwrap(),
+        422,
+    )
+    .await;
+
+    // API imports likewise.
+    let rows = json!({ "rows": [{ "company_name": "Acme" }, { "company_name": "Beta" }] });
+    let first = keyed(&t.path(""), "a1", rows.clone()).await.unwrap();
+    assert_eq!(first.status(), 202);
+    let first: Value = first.json().await.unwrap();
+    let again = keyed(&t.path(""), "a1", rows).await.unwrap();
+    assert_eq!(again.status(), 200);
+    assert_eq!(again.json::<Value>().await.unwrap(), first);
+    problem(
+        keyed(
+            &t.path(""),
+            "a1",
+            json!({ "rows": [{ "company_name": "Gamma" }] }),
+        )
+        .await
+        .unwrap(),
+        422,
+    )
+    .await;
+    // k1, k3 (CSV), m1 (manual) and a1 (API): four batches, nothing else.
+    assert_eq!(t.app.count("imports").await, 4);
+}
+
+#[tokio::test]
 async fn rows_beyond_the_daily_limit_are_counted_not_staged() {
     let t = Imports::new(PackageName::Free).await; // 1,000 import rows per day
     let _worker = t.app.worker().await;

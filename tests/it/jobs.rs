@@ -137,6 +137,17 @@ async fn same_idempotency_key_same_job() {
     }
     assert!(ids.iter().all(|i| *i == ids[0]));
     assert_eq!(app.count("jobs").await, 1);
+    // Another job under the same key is refused, not answered with the first.
+    let res = app
+        .post(&path, &user.token)
+        .header("idempotency-key", "nightly-2026-11-23")
+        .json(&json!({ "kind": "test_sleep", "params": { "ms": 1 } }))
+        .send()
+        .await
+        .unwrap();
+    let body = crate::harness::problem(res, 422).await;
+    assert_eq!(body["errors"][0]["field"], "Idempotency-Key");
+    assert_eq!(app.count("jobs").await, 1);
     // Another tenant may use the same key for its own job.
     let other = app.tenant(PackageName::Pro).await;
     let other_user = app.member(other, Role::Member).await;

@@ -98,7 +98,9 @@ pub async fn run(
         jobs as f64 / elapsed
     );
 
-    sqlx::query("TRUNCATE jobs CASCADE").execute(&store.pool).await?;
+    sqlx::query("TRUNCATE jobs CASCADE")
+        .execute(&store.pool)
+        .await?;
     let total = (rate * seconds) as usize;
     let ledger = Arc::new(ledger);
     let gate = Arc::new(tokio::sync::Semaphore::new(64));

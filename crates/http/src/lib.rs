@@ -12,6 +12,7 @@ pub mod auth;
 mod enqueue;
 pub mod error;
 pub mod extract;
+mod idempotency;
 pub mod identity;
 pub mod json_rows;
 pub mod middleware;

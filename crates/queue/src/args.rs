@@ -2,7 +2,7 @@
 //! job (a route, the scheduler, another job) and the worker that runs it (the
 //! pattern of River and of crates.io's worker).
 //!
-//! ```ignore
+//! ```text
 //! // where the work is asked for, in the transaction of the write that caused it:
 //! let (job, pending) = ledger.enqueue(&mut tx, ImportArgs { import_id }.job().tenant(t).by(user)).await?;
 //! tx.commit().await?;

@@ -12,6 +12,7 @@ pub mod corpus;
 pub mod corrections;
 pub mod db;
 pub mod error;
+pub mod idempotency;
 pub mod imports;
 pub mod invitations;
 pub mod matches;

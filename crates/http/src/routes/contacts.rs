@@ -136,7 +136,8 @@ async fn correct(
         &layout,
         &staged,
     )
-    .await?;
+    .await?
+    .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("a batch without a key cannot conflict")))?;
     let correction_id = corrections::create(
         &mut tx,
         corrections::NewCorrection {

@@ -13,8 +13,8 @@ use crate::auth::{perm, Principal, TenantScope};
 use crate::enqueue::tenant_job;
 use crate::error::{ApiError, Problem};
 use crate::extract::{media_type, ApiJson, Created};
+use crate::idempotency::{hash_parts, Keyed};
 use crate::json_rows::{OneRow, Rows, Table};
-use crate::routes::jobs::idempotency_key;
 use crate::state::AppState;
 use crate::throttle::{self, Slot};
 use axum::body::Bytes;
@@ -37,10 +37,15 @@ use bizcontacts_store::{packages, usage};
 use chrono::Utc;
 use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use sqlx::PgConnection;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
+
+const CSV_ENDPOINT: &str = "POST /v1/tenants/{tenant_id}/imports/csv";
+const API_ENDPOINT: &str = "POST /v1/tenants/{tenant_id}/imports";
+const MANUAL_ENDPOINT: &str = "POST /v1/tenants/{tenant_id}/imports/manual";
 
 /// The CSV upload route, whose body may be as large as an upload (see `app`).
 pub fn upload_router() -> OpenApiRouter<AppState> {
@@ -75,7 +80,8 @@ fn accepted(import: &Import, status: StatusCode) -> Response {
 }
 
 /// Upload a CSV file: the raw body (`text/csv`) or the multipart field `file`.
-/// The same `Idempotency-Key` returns the same batch without reading the body.
+/// The same `Idempotency-Key` with the same file returns the same batch; with
+/// another file, or a key used on another endpoint, it is a 422.
 #[utoipa::path(post, path = "/v1/tenants/{tenant_id}/imports/csv", tag = "imports", security(("bearer" = [])),
     params(("tenant_id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header)),
     request_body(content_type = "text/csv", content = String),
@@ -88,10 +94,11 @@ async fn upload_csv(
     headers: HeaderMap,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let key = idempotency_key(&headers)?;
-    if let Some(done) = replay(&state, &scope, key.as_deref()).await? {
-        return Ok(done);
-    }
+    let key = Keyed::from_headers(&headers, CSV_ENDPOINT)?;
+    let earlier = match &key {
+        Some(k) => k.earlier(&state.store.pool, scope.tenant_id()).await?,
+        None => None,
+    };
     check_declared_size(&headers, state.upload_limit)?;
     let media = media_type(&headers);
     let multipart = match media.as_str() {
@@ -104,8 +111,11 @@ async fn upload_csv(
             ))
         }
     };
-    // Refuse before reading a byte what could not be staged anyway.
-    limits_with_rows_left(&state, &scope).await?;
+    // Refuse before reading a byte what could not be staged anyway (a
+    // replay is answered whatever today's usage).
+    if earlier.is_none() {
+        limits_with_rows_left(&state, &scope).await?;
+    }
     let _slot = upload_slot(&state, &scope).await?;
     let received = tokio::time::timeout(state.upload_timeout, async {
         if multipart {
@@ -138,6 +148,10 @@ async fn upload_csv(
             state.upload_timeout.as_secs()
         ))
     })??;
+    if let (Some(k), Some(used)) = (&key, &earlier) {
+        let import = k.same(used, &received.hash)?;
+        return replay(&state, &scope, import).await;
+    }
     create_batch(&state, &scope, Source::Csv, key, received).await
 }
 
@@ -193,18 +207,31 @@ fn check_declared_size(headers: &HeaderMap, limit: usize) -> Result<(), ApiError
     }
 }
 
-/// The batch an earlier request with this key created.
+/// The batch an earlier request with the same key created (200).
 async fn replay(
     state: &AppState,
     scope: &TenantScope<perm::ImportsWrite>,
-    key: Option<&str>,
-) -> Result<Option<Response>, ApiError> {
-    let Some(key) = key else { return Ok(None) };
-    Ok(
-        imports::find_by_key(&state.store.pool, scope.tenant_id(), key)
-            .await?
-            .map(|import| accepted(&import, StatusCode::OK)),
-    )
+    import_id: Uuid,
+) -> Result<Response, ApiError> {
+    let import = imports::get(&state.store.pool, Some(scope.tenant_id()), import_id).await?;
+    Ok(accepted(&import, StatusCode::OK))
+}
+
+/// After losing a race for `key` to a concurrent request: what it created,
+/// if it was the same request (else the key's 422).
+async fn raced(
+    state: &AppState,
+    scope: &TenantScope<perm::ImportsWrite>,
+    key: &Keyed,
+    hash: &[u8],
+) -> Result<Uuid, ApiError> {
+    key.replayed(&state.store.pool, scope.tenant_id(), hash)
+        .await?
+        .ok_or_else(|| {
+            ApiError::Conflict(
+                "a request with this Idempotency-Key is in progress; retry it".into(),
+            )
+        })
 }
 
 /// The tenant's limits; a 429 up front when the day's import rows are already
@@ -233,7 +260,7 @@ async fn create_batch(
     state: &AppState,
     scope: &TenantScope<perm::ImportsWrite>,
     source: Source,
-    key: Option<String>,
+    key: Option<Keyed>,
     mut received: Received,
 ) -> Result<Response, ApiError> {
     limits_with_rows_left(state, scope).await?;
@@ -242,16 +269,24 @@ async fn create_batch(
         tenant_id: scope.tenant_id(),
         source,
         status: ImportStatus::Queued,
-        idempotency_key: key.clone(),
+        idempotency_key: key.as_ref().map(|k| k.key.clone()),
         filename: received.filename.take(),
         created_by: Some(scope.principal.user_id),
     };
-    let Some(import) = imports::create(&mut tx, new).await? else {
-        // Raced with a request carrying the same key: that one's batch stands.
+    let created = imports::create(&mut tx, new).await?;
+    let recorded = match (&created, &key) {
+        (Some(import), Some(k)) => {
+            k.record(&mut *tx, scope.tenant_id(), &received.hash, import.id)
+                .await?
+        }
+        (created, _) => created.is_some(),
+    };
+    let (Some(import), true) = (created, recorded) else {
+        // A concurrent request with the same key won: answer as it did.
         tx.rollback().await?;
-        return replay(state, scope, key.as_deref())
-            .await?
-            .ok_or_else(|| ApiError::Conflict("idempotency key raced with a delete".into()));
+        let k = key.as_ref().expect("only a keyed request can lose a race");
+        let import = raced(state, scope, k, &received.hash).await?;
+        return replay(state, scope, import).await;
     };
     received.copy_into(&mut tx, import.id).await?;
     let (job, pending, usage) = tenant_job(
@@ -327,6 +362,8 @@ struct Received {
     size: i64,
     encoding: Encoding,
     filename: Option<String>,
+    /// SHA-256 of the bytes, for the idempotency key's "same request" check.
+    hash: Vec<u8>,
 }
 
 impl Received {
@@ -337,6 +374,7 @@ impl Received {
         let encoding = sniffer.finish().map_err(|e| ApiError::field("file", e.0))?;
         Ok(Received {
             size: bytes.len() as i64,
+            hash: Sha256::digest(&bytes).to_vec(),
             data: Box::new(std::io::Cursor::new(bytes)),
             encoding,
             filename: None,
@@ -392,6 +430,7 @@ async fn spool(
         tokio::io::BufWriter::with_capacity(CHUNK_BYTES, tokio::fs::File::from_std(file));
     let mut body = std::pin::pin!(body);
     let mut sniffer = Sniffer::default();
+    let mut hash = Sha256::new();
     let mut total = 0usize;
     while let Some(piece) = body.next().await {
         let piece = piece?;
@@ -400,6 +439,7 @@ async fn spool(
             return Err(too_large(limit));
         }
         sniffer.push(&piece);
+        hash.update(&piece);
         file.write_all(&piece).await.map_err(spool_error)?;
     }
     let encoding = sniffer.finish().map_err(|e| ApiError::field("file", e.0))?;
@@ -413,6 +453,7 @@ async fn spool(
         size: total as i64,
         encoding,
         filename: None,
+        hash: hash.finalize().to_vec(),
     })
 }
 
@@ -439,10 +480,7 @@ async fn api_import(
     headers: HeaderMap,
     ApiJson(req): ApiJson<ApiImport>,
 ) -> Result<Response, ApiError> {
-    let key = idempotency_key(&headers)?;
-    if let Some(done) = replay(&state, &scope, key.as_deref()).await? {
-        return Ok(done);
-    }
+    let key = Keyed::from_headers(&headers, API_ENDPOINT)?;
     let max = state.api_import_max_rows;
     let Rows(table) = req.rows;
     if table.rows.is_empty() || table.rows.len() > max {
@@ -505,35 +543,62 @@ async fn manual_entry(
     headers: HeaderMap,
     ApiJson(OneRow(row)): ApiJson<OneRow>,
 ) -> Result<Response, ApiError> {
-    let key = idempotency_key(&headers)?;
+    let key = Keyed::from_headers(&headers, MANUAL_ENDPOINT)?;
+    let hash = hash_parts(
+        row.columns
+            .iter()
+            .chain(row.rows.iter().flatten())
+            .map(String::as_bytes),
+    );
     if let Some(k) = &key {
-        if let Some(import) = imports::find_by_key(&state.store.pool, scope.tenant_id(), k).await? {
-            let rows = staged_rows::list(&state.store.pool, import.id, None, None, 1).await?;
-            let first = rows
-                .first()
-                .ok_or_else(|| ApiError::Conflict("the key names a batch with no row".into()))?;
-            let errors = first.errors.clone().unwrap_or_default();
-            return Ok((
-                StatusCode::OK,
-                Json(manual_view(import.id, first.id, errors)),
-            )
-                .into_response());
+        if let Some(import) = k
+            .replayed(&state.store.pool, scope.tenant_id(), &hash)
+            .await?
+        {
+            return manual_replay(&state, import).await;
         }
     }
     let (layout, staged) = stage_json_row(&row, "body")?;
     let errors = staged.errors.clone();
     let mut tx = state.store.pool.begin().await?;
-    let (import, row_id) = stage_single_row(
+    let staged_row = stage_single_row(
         &mut tx,
         (&scope.tenant, &scope.principal),
         Source::Manual,
-        key,
+        key.as_ref().map(|k| k.key.clone()),
         &layout,
         &staged,
     )
     .await?;
+    let recorded = match (&staged_row, &key) {
+        (Some((import, _)), Some(k)) => {
+            k.record(&mut *tx, scope.tenant_id(), &hash, import.id)
+                .await?
+        }
+        (staged_row, _) => staged_row.is_some(),
+    };
+    let (Some((import, row_id)), true) = (staged_row, recorded) else {
+        tx.rollback().await?;
+        let k = key.as_ref().expect("only a keyed request can lose a race");
+        let import = raced(&state, &scope, k, &hash).await?;
+        return manual_replay(&state, import).await;
+    };
     tx.commit().await?;
     Ok(Created(manual_view(import.id, row_id, errors)).into_response())
+}
+
+/// The entry an earlier request with the same key made (200).
+async fn manual_replay(state: &AppState, import_id: Uuid) -> Result<Response, ApiError> {
+    let rows = staged_rows::list(&state.store.pool, import_id, None, None, 1).await?;
+    let first = rows.first().ok_or_else(|| {
+        ApiError::Internal(anyhow::anyhow!("manual batch {import_id} has no row"))
+    })?;
+    let errors = first.errors.clone().unwrap_or_default();
+    Ok((
+        StatusCode::OK,
+        Json(manual_view(import_id, first.id, errors)),
+    )
+        .into_response())
 }
 
 /// Validate one JSON row as a one-line CSV file would be; `path` names the
@@ -558,7 +623,8 @@ pub(crate) fn stage_json_row(
 }
 
 /// Stage one validated row as a batch of its own, ready for review, in the
-/// caller's transaction; it counts against the day's import rows.
+/// caller's transaction; it counts against the day's import rows. `None`
+/// when another batch of the tenant has the idempotency key `key`.
 pub(crate) async fn stage_single_row(
     tx: &mut PgConnection,
     (tenant, by): (&Tenant, &Principal),
@@ -566,7 +632,7 @@ pub(crate) async fn stage_single_row(
     key: Option<String>,
     layout: &Layout,
     staged: &StagedRow<'_>,
-) -> Result<(Import, Uuid), ApiError> {
+) -> Result<Option<(Import, Uuid)>, ApiError> {
     // Through the caller's transaction: a second pool connection taken while
     // this one is held can wait forever once the pool is busy.
     let limits = packages::get(&mut *tx, tenant.package).await?;
@@ -578,9 +644,9 @@ pub(crate) async fn stage_single_row(
         filename: None,
         created_by: Some(by.user_id),
     };
-    let import = imports::create(&mut *tx, new).await?.ok_or_else(|| {
-        ApiError::Conflict("a request with this Idempotency-Key is in progress".into())
-    })?;
+    let Some(import) = imports::create(&mut *tx, new).await? else {
+        return Ok(None);
+    };
     let granted = usage::consume_import_rows(
         &mut *tx,
         tenant.id,
@@ -617,7 +683,7 @@ pub(crate) async fn stage_single_row(
     )
     .await?;
     imports::finish(&mut *tx, import.id, ImportStatus::Staged, None).await?;
-    Ok((import, row_id))
+    Ok(Some((import, row_id)))
 }
 
 fn manual_view(import_id: Uuid, row_id: Uuid, errors: Vec<FieldError>) -> ManualEntry {

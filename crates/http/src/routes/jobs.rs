@@ -4,12 +4,14 @@ use crate::auth::{perm, TenantScope};
 use crate::enqueue::{charge_job, ledger_error};
 use crate::error::{ApiError, Problem};
 use crate::extract::{ApiJson, ApiQuery};
+use crate::idempotency::{hash_parts, Keyed};
 use crate::pagination::{Page, PageParams};
 use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use bizcontacts_domain::TenantId;
 use bizcontacts_queue::handler::Starter;
 use bizcontacts_queue::job::{Job, JobStatus, NewJob};
 use bizcontacts_queue::ledger::JobFilter;
@@ -95,25 +97,6 @@ pub struct SubmitJob {
     params: serde_json::Value,
 }
 
-/// The `Idempotency-Key` header, if any; 1 to 200 visible characters.
-pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-    let Some(v) = headers.get("idempotency-key") else {
-        return Ok(None);
-    };
-    let key = v
-        .to_str()
-        .ok()
-        .map(str::trim)
-        .filter(|k| !k.is_empty() && k.len() <= 200)
-        .ok_or_else(|| {
-            ApiError::field(
-                "Idempotency-Key",
-                "must be 1 to 200 visible ASCII characters",
-            )
-        })?;
-    Ok(Some(key.to_string()))
-}
-
 /// Start a job of a kind tenants may start. The same `Idempotency-Key` returns
 /// the same job. Counts against the package's jobs per day.
 #[utoipa::path(post, path = "/v1/tenants/{tenant_id}/jobs", tag = "jobs", security(("bearer" = [])),
@@ -166,17 +149,12 @@ async fn submit_job(
     handler
         .validate(&params)
         .map_err(|reason| ApiError::field("params", reason))?;
-    let key = idempotency_key(&headers)?;
+    let key = Keyed::from_headers(&headers, "POST /v1/tenants/{tenant_id}/jobs")?;
     let tenant = scope.tenant_id();
-
+    let hash = hash_parts([req.kind.as_bytes(), params.to_string().as_bytes()]);
     if let Some(k) = &key {
-        if let Some(existing) = state
-            .ledger
-            .find_by_key(Some(tenant), k)
-            .await
-            .map_err(ledger_error)?
-        {
-            return Ok((StatusCode::OK, Json(JobView::from(existing))).into_response());
+        if let Some(job) = k.replayed(&state.store.pool, tenant, &hash).await? {
+            return replay(&state, tenant, job).await;
         }
     }
     let limits = packages::get(&state.store.pool, scope.tenant.package).await?;
@@ -186,7 +164,7 @@ async fn submit_job(
         tenant_id: Some(tenant),
         kind: req.kind,
         params,
-        idempotency_key: key,
+        idempotency_key: key.as_ref().map(|k| k.key.clone()),
         max_attempts: handler.retry().max_attempts,
         run_after: None,
         created_by: Some(scope.principal.user_id.0),
@@ -196,10 +174,24 @@ async fn submit_job(
         .enqueue(&mut tx, new)
         .await
         .map_err(ledger_error)?;
-    if !enqueued.created {
-        // Raced with the same key: the other request's job stands; this one costs nothing.
+    let recorded = match &key {
+        Some(k) if enqueued.created => k.record(&mut *tx, tenant, &hash, enqueued.job.id).await?,
+        _ => enqueued.created,
+    };
+    if !recorded {
+        // A concurrent request with the same key won: answer as it did, and
+        // this one costs nothing.
         tx.rollback().await?;
-        return Ok((StatusCode::OK, Json(JobView::from(enqueued.job))).into_response());
+        let k = key.as_ref().expect("only a keyed request can lose a race");
+        let job = k
+            .replayed(&state.store.pool, tenant, &hash)
+            .await?
+            .ok_or_else(|| {
+                ApiError::Conflict(
+                    "a request with this Idempotency-Key is in progress; retry it".into(),
+                )
+            })?;
+        return replay(&state, tenant, job).await;
     }
     tx.commit().await?;
     state.ledger.push(pending).await;
@@ -249,6 +241,16 @@ impl JobQuery {
             },
         ))
     }
+}
+
+/// The job an earlier request with the same key created (200).
+async fn replay(state: &AppState, tenant: TenantId, job_id: Uuid) -> Result<Response, ApiError> {
+    let job = state
+        .ledger
+        .get(Some(tenant), job_id)
+        .await
+        .map_err(ledger_error)?;
+    Ok((StatusCode::OK, Json(JobView::from(job))).into_response())
 }
 
 /// The tenant's jobs, newest first.
