@@ -2,7 +2,7 @@
 //! errors raised outside handlers.
 
 use crate::harness::{problem, TestApp, TestDb};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 #[tokio::test]
 async fn health_and_readiness() {
@@ -127,4 +127,41 @@ async fn openapi_document_is_generated_from_the_routes() {
         "bearer"
     );
     assert!(doc["components"]["schemas"].get("Problem").is_some());
+
+    // Enums are documented as they travel (snake_case, scope names).
+    let schemas = &doc["components"]["schemas"];
+    let values = |name: &str| schemas[name]["enum"].as_array().unwrap().clone();
+    assert!(
+        values("Role").contains(&json!("org_admin")),
+        "{}",
+        schemas["Role"]
+    );
+    assert!(values("Permission").contains(&json!("contacts:search")));
+    assert!(values("Source").contains(&json!("csv")));
+    assert!(values("ImportStatus").contains(&json!("staged")));
+    assert!(values("Encoding").contains(&json!("utf-8")));
+    // Every error answer is a problem, with the statuses the intake gives.
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            for (code, response) in op["responses"].as_object().unwrap() {
+                if code.starts_with('4') || code.starts_with('5') {
+                    let content = response["content"].as_object().unwrap();
+                    assert!(
+                        content.contains_key("application/problem+json") && content.len() == 1,
+                        "{method} {path} {code}: {content:?}"
+                    );
+                }
+            }
+            if op.get("security").is_some() {
+                assert!(
+                    op["responses"].get("401").is_some(),
+                    "{method} {path} lacks 401"
+                );
+            }
+        }
+    }
+    let import = &doc["paths"]["/v1/tenants/{tenant_id}/imports"]["post"]["responses"];
+    for code in ["400", "401", "413", "415", "422", "429"] {
+        assert!(import.get(code).is_some(), "POST /imports lacks {code}");
+    }
 }

@@ -16,6 +16,7 @@ mod idempotency;
 pub mod identity;
 pub mod json_rows;
 pub mod middleware;
+mod openapi;
 pub mod pagination;
 pub mod routes;
 pub mod state;
@@ -81,6 +82,8 @@ pub fn api() -> (
     openapi.merge(upload_doc);
     let (api_imports, api_import_doc) = routes::imports::api_import_router().split_for_parts();
     openapi.merge(api_import_doc);
+    // After the merges: the routes' operations exist only now.
+    utoipa::Modify::modify(&openapi::TruthfulErrors, &mut openapi);
     (json, uploads, api_imports, openapi)
 }
 

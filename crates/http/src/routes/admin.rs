@@ -121,6 +121,8 @@ pub struct AuditQuery {
     tenant_id: Option<Uuid>,
     actor_user_id: Option<Uuid>,
     action: Option<String>,
+    /// Items per page, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<i64>,
     cursor: Option<String>,
 }

@@ -31,6 +31,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct QuarantineRequest {
     /// Why, for the audit trail.
+    #[schema(min_length = 1, max_length = 2000)]
     reason: String,
 }
 

@@ -49,6 +49,8 @@ pub struct AdminJobQuery {
     created_before: Option<DateTime<Utc>>,
     kind: Option<String>,
     status: Option<String>,
+    /// Items per page, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<i64>,
     cursor: Option<String>,
 }

@@ -89,9 +89,10 @@ async fn list_keys(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKey {
+    #[schema(min_length = 1, max_length = 200)]
     name: String,
     /// Permissions the key carries; each must be one the creator holds.
-    #[schema(value_type = Vec<String>)]
+    #[schema(value_type = Vec<Permission>, min_items = 1)]
     scopes: Vec<String>,
     expires_at: Option<DateTime<Utc>>,
 }

@@ -79,8 +79,10 @@ pub struct CorrectionRequest {
     /// The field to correct (category and domain follow mcc and website).
     field: Field,
     /// The right value, validated like an imported one.
+    #[schema(min_length = 1)]
     value: String,
     /// Why, for the reviewer.
+    #[schema(max_length = 2000)]
     note: Option<String>,
 }
 

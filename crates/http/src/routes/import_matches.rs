@@ -91,6 +91,7 @@ pub struct MatchDecision {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DecideRequest {
+    #[schema(min_items = 1, max_items = 1000)]
     decisions: Vec<MatchDecision>,
 }
 

@@ -196,6 +196,8 @@ async fn get_import(
 pub struct RowQuery {
     /// valid, invalid, approved, rejected or merged.
     status: Option<String>,
+    /// Items per page, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<i64>,
     cursor: Option<String>,
 }
@@ -373,7 +375,7 @@ async fn errors_csv(
 pub struct ReviewRequest {
     /// Row ids to approve, or "all_valid": every valid row that does not
     /// repeat an earlier row of the file.
-    #[schema(value_type = Object)]
+    #[schema(schema_with = approve_schema)]
     approve: Option<serde_json::Value>,
     /// Row ids to reject.
     #[serde(default)]
@@ -387,6 +389,27 @@ pub struct ReviewResult {
     job_id: Option<Uuid>,
     approved: u64,
     rejected: u64,
+}
+
+/// `approve` on the wire: a list of row ids, or the word "all_valid".
+fn approve_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, SchemaFormat, Type};
+    use utoipa::openapi::KnownFormat;
+    OneOfBuilder::new()
+        .item(
+            ArrayBuilder::new().items(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid))),
+            ),
+        )
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(["all_valid"])),
+        )
+        .build()
+        .into()
 }
 
 fn approve_spec(v: Option<serde_json::Value>) -> Result<Approve, ApiError> {

@@ -463,7 +463,7 @@ pub struct ApiImport {
     /// Contacts as objects of field name to value (`company_name`, `email`,
     /// ...; the same names and synonyms as CSV headers). Other fields are kept
     /// as extra data.
-    #[schema(value_type = Vec<Object>)]
+    #[schema(value_type = Vec<Object>, min_items = 1, max_items = 10000)]
     rows: Rows,
 }
 

@@ -39,6 +39,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Invite {
+    #[schema(format = Email)]
     email: String,
     role: Role,
 }
@@ -211,12 +212,13 @@ pub struct Accept {
     /// The new account's password (10 to 1024 characters), when the invited
     /// address has no account yet. An existing account accepts with its own
     /// session instead.
+    #[schema(min_length = 10, max_length = 1024)]
     password: Option<String>,
 }
 
 /// The membership an accepted invitation made.
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct Accepted {
+pub struct InvitationAccepted {
     tenant_id: Uuid,
     user_id: Uuid,
     role: Role,
@@ -254,7 +256,7 @@ impl FromRequestParts<AppState> for MaybeSignedIn {
 #[utoipa::path(post, path = "/v1/invitations/{token}/accept", tag = "identity",
     params(("token" = String, Path, description = "the token from the invitation")),
     request_body(content = Option<Accept>, content_type = "application/json"),
-    responses((status = 201, body = Accepted),
+    responses((status = 201, body = InvitationAccepted),
         (status = 401, body = Problem, description = "the address has an account: sign in as it and accept with its session"),
         (status = 403, body = Problem, description = "signed in as another account than the one invited"),
         (status = 404, body = Problem, description = "no open invitation has this token (used, revoked or expired)"),
@@ -266,7 +268,7 @@ async fn accept(
     MaybeSignedIn(principal): MaybeSignedIn,
     Path(TokenPath { token }): Path<TokenPath>,
     request: Request,
-) -> Result<Created<Accepted>, ApiError> {
+) -> Result<Created<InvitationAccepted>, ApiError> {
     // The body is optional: an existing account accepts with its session alone.
     let req = if request.headers().contains_key(header::CONTENT_TYPE) {
         ApiJson::<Accept>::from_request(request, &state).await?.0
@@ -338,7 +340,7 @@ async fn accept(
     )
     .await?;
     tx.commit().await?;
-    Ok(Created(Accepted {
+    Ok(Created(InvitationAccepted {
         tenant_id: member.tenant_id.0,
         user_id: user_id.0,
         role: member.role,

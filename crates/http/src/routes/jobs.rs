@@ -204,6 +204,8 @@ pub struct JobQuery {
     kind: Option<String>,
     /// One of queued, deferred, running, succeeded, failed, cancelled, dead.
     status: Option<String>,
+    /// Items per page, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<i64>,
     cursor: Option<String>,
 }

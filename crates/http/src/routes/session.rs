@@ -27,6 +27,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct LoginRequest {
+    #[schema(min_length = 1)]
     email: String,
     password: String,
 }
