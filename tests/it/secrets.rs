@@ -9,6 +9,8 @@ use std::time::Duration;
 use tokio::io::AsyncReadExt;
 
 const PASSWORD: &str = "Planted-Secret-Password-0xC0FFEE";
+/// The password an invitee chooses when accepting.
+const INVITEE_PASSWORD: &str = "Planted-Invitee-Password-0xBEEF";
 
 #[tokio::test]
 async fn planted_secrets_never_appear_in_clear() {
@@ -149,6 +151,41 @@ async fn planted_secrets_never_appear_in_clear() {
             .unwrap(),
     )
     .await;
+    // An invitation: its token is shown once, to the inviter, and is then
+    // only ever a hash; the invitee's chosen password likewise.
+    let invited = client
+        .post(format!("{base}/v1/tenants/{tenant}/members"))
+        .bearer_auth(&session)
+        .json(&serde_json::json!({ "email": "invitee@example.com", "role": "member" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(invited.status(), 201);
+    let invitation = invited.json::<serde_json::Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    responses += &record(
+        client
+            .get(format!("{base}/v1/tenants/{tenant}/invitations"))
+            .bearer_auth(&session)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    for _ in 0..2 {
+        // The second accept fails (used once) and must not echo the token.
+        responses += &record(
+            client
+                .post(format!("{base}/v1/invitations/{invitation}/accept"))
+                .json(&serde_json::json!({ "password": INVITEE_PASSWORD }))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+    }
     responses += &record(client.get(format!("{base}/metrics")).send().await.unwrap()).await;
 
     // Stop the server and collect everything it wrote.
@@ -187,9 +224,22 @@ async fn planted_secrets_never_appear_in_clear() {
     );
     store.pool.close().await;
 
-    for secret in [PASSWORD, key.as_str(), session.as_str(), &key[12..]] {
-        assert!(!logs.contains(secret), "secret in logs");
-        assert!(!responses.contains(secret), "secret in a response");
+    for secret in [
+        PASSWORD,
+        INVITEE_PASSWORD,
+        key.as_str(),
+        session.as_str(),
+        &key[12..],
+        invitation.as_str(),
+        &invitation[4..],
+    ] {
+        assert!(!logs.contains(secret), "secret {secret:.8}... in logs");
+        if let Some(i) = responses.find(secret) {
+            panic!(
+                "secret in a response: ...{}...",
+                &responses[i.saturating_sub(200)..i]
+            );
+        }
         if let Some(i) = database.find(secret) {
             panic!(
                 "secret in the database: ...{}...",

@@ -18,6 +18,7 @@ pub mod json_rows;
 pub mod middleware;
 mod openapi;
 pub mod pagination;
+pub mod reference;
 pub mod routes;
 pub mod state;
 pub mod throttle;

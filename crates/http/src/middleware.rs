@@ -25,7 +25,8 @@ fn request_id_of(req: &Request) -> Option<String> {
 /// route, 405, 413 from the body limit, bad path parameters) are rewritten.
 pub async fn problem_responses(req: Request, next: Next) -> Response {
     let request_id = request_id_of(&req);
-    let instance = req.uri().path().to_string();
+    // A path can carry a credential (an invitation token): never echo one.
+    let instance = bizcontacts_telemetry::redact(req.uri().path());
     let method = req.method().clone();
     let res = next.run(req).await;
     let status = res.status();
