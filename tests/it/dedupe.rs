@@ -787,3 +787,57 @@ async fn a_row_rejected_while_its_chunk_merges_waits_and_keeps_its_provenance() 
             .unwrap();
     assert_eq!((status.as_str(), linked), ("merged", Some(contact)));
 }
+
+#[tokio::test]
+async fn dedupe_jobs_of_reviews_count_against_jobs_per_day() {
+    // No worker: only the charging is looked at.
+    let t = Imports::new(PackageName::Free).await; // 20 jobs per day
+    let entry = |name: &str| {
+        t.manual(json!({ "company_name": name, "email": format!("hello@{}.example", name.len()) }))
+    };
+    let first: Value = entry("Counted Ltd").await.json().await.unwrap();
+    let second: Value = entry("Refused Ltd").await.json().await.unwrap();
+    let jobs_today = || async {
+        sqlx::query_scalar::<_, i32>("SELECT jobs FROM usage_daily WHERE tenant_id = $1")
+            .bind(t.tenant.0)
+            .fetch_optional(&t.app.store.pool)
+            .await
+            .unwrap()
+            .unwrap_or(0)
+    };
+    let before = jobs_today().await;
+    let res = t
+        .review(
+            first["import_id"].as_str().unwrap(),
+            json!({ "approve": "all_valid" }),
+        )
+        .await;
+    assert_eq!(res.status(), 202);
+    assert_eq!(
+        jobs_today().await,
+        before + 1,
+        "the review's dedupe job was charged"
+    );
+
+    // At the limit, the review is refused whole: no job, no decision written.
+    sqlx::query("UPDATE usage_daily SET jobs = 20 WHERE tenant_id = $1")
+        .bind(t.tenant.0)
+        .execute(&t.app.store.pool)
+        .await
+        .unwrap();
+    let import = second["import_id"].as_str().unwrap();
+    let body = problem(
+        t.review(import, json!({ "approve": "all_valid" })).await,
+        429,
+    )
+    .await;
+    assert_eq!(body["limit"], "jobs_per_day");
+    let approved: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM staged_rows WHERE import_id = $1::uuid AND status = 'approved'",
+    )
+    .bind(import)
+    .fetch_one(&t.app.store.pool)
+    .await
+    .unwrap();
+    assert_eq!(approved, 0);
+}
