@@ -267,16 +267,12 @@ pub async fn finish(ledger: &Ledger, items: &[(Uuid, Uuid, Finish)]) -> Result<(
             // A run whose job was asked to cancel ends `cancelled` unless it
             // succeeded: a retry would be queued but never claimed (claims
             // skip cancel_requested), holding the tenant's slot forever.
-            // Rows are locked in id order first, like claims and lease
-            // renewals, so concurrent batches of them cannot deadlock.
-            "WITH locked AS (
-                 SELECT id, cancel_requested FROM jobs WHERE id = ANY($1) ORDER BY id FOR UPDATE
-             ), r AS (
+            "WITH r AS (
                  SELECT r.*, CASE WHEN j.cancel_requested AND r.status <> 'succeeded' THEN 'cancelled'
                                   ELSE r.status END AS final
                  FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::bigint[], $6::text[])
                       AS r(id, run_id, status, error, delay_ms, reason)
-                 JOIN locked j ON j.id = r.id
+                 JOIN jobs j ON j.id = r.id
              )
              UPDATE jobs j SET
                  status = r.final,
@@ -351,11 +347,13 @@ pub async fn renew_leases(
         return Ok(0);
     }
     Ok(sqlx::query(
-        // Locked in id order (as claims and finishes lock): an unordered
-        // multi-row update here deadlocked with a finishing batch.
+        // A row another transaction holds is skipped, never waited for: it
+        // is being finished (or expired) right now, so it needs no lease,
+        // and waiting deadlocked with finishing batches, which lock the same
+        // rows in another order. A renewal missed once is made next beat.
         "UPDATE jobs SET lease_until = now() + $2::interval, heartbeat_at = now()
          WHERE id IN (SELECT id FROM jobs WHERE run_id = ANY($1) AND status = 'running'
-                      ORDER BY id FOR UPDATE)",
+                      FOR UPDATE SKIP LOCKED)",
     )
     .bind(runs)
     .bind(interval(lease))
