@@ -17,4 +17,5 @@ mod invitations;
 mod jobs;
 mod jobs_processes;
 mod permission_matrix;
+mod search;
 mod secrets;

@@ -65,6 +65,11 @@ enum Route {
     DecideMatches,
     GetContact,
     CorrectContact,
+    SearchContacts,
+    ContactFacets,
+    SaveContacts,
+    ListSaved,
+    UnsaveContact,
     AdminQuarantine,
     AdminStartSweep,
     AdminGetSweep,
@@ -112,6 +117,11 @@ const ROUTES: &[Route] = &[
     Route::DecideMatches,
     Route::GetContact,
     Route::CorrectContact,
+    Route::SearchContacts,
+    Route::ContactFacets,
+    Route::SaveContacts,
+    Route::ListSaved,
+    Route::UnsaveContact,
     Route::AdminQuarantine,
     Route::AdminStartSweep,
     Route::AdminGetSweep,
@@ -284,6 +294,31 @@ impl Route {
                 Method::POST,
                 "/v1/tenants/{tenant_id}/imports/{import_id}/matches",
                 Need::Tenant(P::ImportsReview),
+            ),
+            Route::SearchContacts => (
+                Method::GET,
+                "/v1/tenants/{tenant_id}/contacts/search",
+                Need::Tenant(P::ContactsSearch),
+            ),
+            Route::ContactFacets => (
+                Method::GET,
+                "/v1/tenants/{tenant_id}/contacts/facets",
+                Need::Tenant(P::ContactsSearch),
+            ),
+            Route::SaveContacts => (
+                Method::POST,
+                "/v1/tenants/{tenant_id}/saved-contacts",
+                Need::Tenant(P::ContactsSave),
+            ),
+            Route::ListSaved => (
+                Method::GET,
+                "/v1/tenants/{tenant_id}/saved-contacts",
+                Need::Tenant(P::ContactsSave),
+            ),
+            Route::UnsaveContact => (
+                Method::DELETE,
+                "/v1/tenants/{tenant_id}/saved-contacts/{contact_id}",
+                Need::Tenant(P::ContactsSave),
             ),
             Route::GetContact => (
                 Method::GET,
@@ -616,6 +651,25 @@ impl Ctx<'_> {
                 format!("/v1/tenants/{t}/contacts/{}", self.contact().await),
                 None,
             ),
+            Route::SearchContacts => (format!("/v1/tenants/{t}/contacts/search?country=GB"), None),
+            Route::ContactFacets => (format!("/v1/tenants/{t}/contacts/facets?by=country"), None),
+            Route::SaveContacts => (
+                format!("/v1/tenants/{t}/saved-contacts"),
+                Some(json!({ "contact_ids": [self.contact().await] })),
+            ),
+            Route::UnsaveContact => {
+                let contact = self.contact().await;
+                sqlx::query(
+                    "INSERT INTO saved_contacts (id, tenant_id, contact_id) VALUES ($1, $2, $3)",
+                )
+                .bind(uuid::Uuid::now_v7())
+                .bind(t.0)
+                .bind(contact)
+                .execute(&self.app.store.pool)
+                .await
+                .unwrap();
+                (format!("/v1/tenants/{t}/saved-contacts/{contact}"), None)
+            }
             Route::CorrectContact => (
                 format!(
                     "/v1/tenants/{t}/contacts/{}/corrections",

@@ -15,6 +15,7 @@ pub mod email;
 pub mod ids;
 pub mod locks;
 pub mod package;
+pub mod search;
 
 pub use access::{Permission, Role, SystemRole};
 pub use contact::{CountryCode, Field, FieldError, Mcc, PhoneE164, Website};

@@ -55,6 +55,10 @@ pub(crate) struct Usage {
 }
 
 impl Usage {
+    pub(crate) fn new(limit: i32, remaining: i32) -> Self {
+        Usage { limit, remaining }
+    }
+
     pub(crate) fn on(&self, mut res: Response) -> Response {
         res.headers_mut()
             .insert("x-usage-limit", HeaderValue::from(self.limit));

@@ -81,3 +81,26 @@ pub async fn overlay(
     .await?;
     rows.iter().map(|r| Values::from_row(r, 0)).collect()
 }
+
+/// [`overlay`] for many contacts at once (a page of search results).
+pub async fn overlay_many(
+    db: impl PgExecutor<'_>,
+    tenant_id: Uuid,
+    contact_ids: &[Uuid],
+) -> Result<std::collections::HashMap<Uuid, Vec<Values>>> {
+    let rows = sqlx::query(&format!(
+        "SELECT c.contact_id, {} FROM corrections c JOIN staged_rows s ON s.id = c.row_id
+         WHERE c.tenant_id = $1 AND c.contact_id = ANY($2) ORDER BY c.created_at, c.id",
+        columns("s.")
+    ))
+    .bind(tenant_id)
+    .bind(contact_ids)
+    .fetch_all(db)
+    .await?;
+    let mut out: std::collections::HashMap<Uuid, Vec<Values>> = std::collections::HashMap::new();
+    for r in &rows {
+        let id: Uuid = sqlx::Row::try_get(r, 0)?;
+        out.entry(id).or_default().push(Values::from_row(r, 1)?);
+    }
+    Ok(out)
+}

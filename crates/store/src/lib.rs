@@ -17,6 +17,7 @@ pub mod imports;
 pub mod invitations;
 pub mod matches;
 pub mod packages;
+pub mod search;
 pub mod sessions;
 pub mod staged_rows;
 pub mod sweeps;

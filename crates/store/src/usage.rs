@@ -88,6 +88,28 @@ pub async fn consume_job(
     Ok(used.filter(|u| *u <= limit).map(|u| limit - u))
 }
 
+/// Count one more search for `tenant` today, unless that would pass
+/// `limit`; one statement, so concurrent requests can never pass it together.
+/// Returns the searches left today, or `None` when the limit is reached.
+pub async fn consume_search(
+    db: impl PgExecutor<'_>,
+    tenant: TenantId,
+    day: NaiveDate,
+    limit: i32,
+) -> Result<Option<i32>> {
+    let used: Option<i32> = sqlx::query_scalar(
+        "INSERT INTO usage_daily AS u (tenant_id, day, searches) VALUES ($1, $2, 1)
+         ON CONFLICT (tenant_id, day) DO UPDATE SET searches = u.searches + 1 WHERE u.searches < $3
+         RETURNING searches",
+    )
+    .bind(tenant.0)
+    .bind(day)
+    .bind(limit)
+    .fetch_optional(db)
+    .await?;
+    Ok(used.filter(|u| *u <= limit).map(|u| limit - u))
+}
+
 /// Take up to `want` import rows from today's allowance of `limit`; returns
 /// how many were granted (0 once the day's rows are used up). Call in the
 /// transaction that stages the rows, so a rolled-back chunk costs nothing.

@@ -99,6 +99,18 @@ impl Mcc {
     }
 }
 
+/// Every category name the ISO ranges define, sorted, without repeats.
+pub fn categories() -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = CATALOGUE
+        .ranges
+        .iter()
+        .map(|(_, _, c)| c.as_str())
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+}
+
 impl From<Mcc> for String {
     fn from(m: Mcc) -> String {
         m.0

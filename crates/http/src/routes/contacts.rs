@@ -5,12 +5,14 @@ use crate::error::{ApiError, Problem};
 use crate::extract::{ApiJson, Created, RequestId};
 use crate::json_rows::Table;
 use crate::routes::imports::{stage_json_row, stage_single_row};
+use crate::routes::search::with_corrections;
 use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::Json;
 use bizcontacts_domain::batch::Source;
 use bizcontacts_domain::contact::Field;
 use bizcontacts_store::corpus::{self, Contact};
+use bizcontacts_store::search;
 use bizcontacts_store::{audit, corrections};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -33,6 +35,8 @@ pub struct ContactView {
     #[serde(flatten)]
     values: serde_json::Map<String, serde_json::Value>,
     corrected_fields: Vec<String>,
+    /// On this tenant's saved list.
+    saved: bool,
 }
 
 #[derive(Deserialize)]
@@ -58,18 +62,15 @@ async fn get_contact(
     scope: TenantScope<perm::ContactsSearch>,
     Path(ContactPath { contact_id }): Path<ContactPath>,
 ) -> Result<Json<ContactView>, ApiError> {
-    let mut contact = active_contact(&state, contact_id).await?;
+    let contact = active_contact(&state, contact_id).await?;
     let own = corrections::overlay(&state.store.pool, scope.tenant_id().0, contact_id).await?;
-    for values in &own {
-        contact
-            .values
-            .absorb(values, true, &mut contact.corrected_fields);
-    }
-    let values = contact.values.to_map();
+    let contact = with_corrections(contact, own);
+    let saved = search::is_saved(&state.store.pool, scope.tenant_id(), contact_id).await?;
     Ok(Json(ContactView {
         contact_id,
-        values,
+        values: contact.values.to_map(),
         corrected_fields: contact.corrected_fields,
+        saved,
     }))
 }
 

@@ -15,6 +15,8 @@ pub mod imports;
 pub mod invitations;
 pub mod jobs;
 pub mod members;
+pub mod saved;
+pub mod search;
 pub mod session;
 pub mod usage;
 
@@ -33,5 +35,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(import_review::router())
         .merge(import_matches::router())
         .merge(contacts::router())
+        .merge(search::router())
+        .merge(saved::router())
         .merge(admin_corpus::router())
 }
