@@ -30,6 +30,15 @@ pub enum Command {
     /// API key administration.
     #[command(subcommand, name = "api-key")]
     ApiKey(ApiKeyCommand),
+    /// Fill the corpus with realistic demo contacts, through the import path.
+    Seed {
+        /// How many businesses to generate.
+        #[arg(long)]
+        contacts: usize,
+        /// The tenant whose batch they are (default: a "Demo corpus" tenant).
+        #[arg(long)]
+        tenant: Option<uuid::Uuid>,
+    },
 }
 
 #[derive(Subcommand, Debug)]

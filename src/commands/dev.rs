@@ -1,7 +1,8 @@
 //! `dev`: the whole platform in one process on local defaults.
 //!
 //! Creates the database if missing, migrates, seeds a demo tenant with an org
-//! admin on first start, and on every start issues a fresh demo API key (the
+//! admin and a demo corpus (`demo.corpus_contacts`) on first start, and on
+//! every start issues a fresh demo API key (the
 //! previous one is revoked: only hashes are stored, so an old key cannot be
 //! shown again). Prints `BIZCONTACTS_URL=` and `BIZCONTACTS_DEMO_API_KEY=` once
 //! the intake listens.
@@ -24,6 +25,7 @@ const DEMO_KEY_NAME: &str = "dev demo key";
 pub async fn run(settings: &Settings) -> anyhow::Result<()> {
     let store = runtime::migrated_store(settings).await?;
     let key = seed_demo(settings, &store).await?;
+    seed_corpus(settings, &store).await?;
     let state = runtime::app_state(settings, store).await?;
     let listener = serve::bind(settings).await?;
     let shutdown = runtime::shutdown_on_signals();
@@ -55,6 +57,23 @@ pub async fn run(settings: &Settings) -> anyhow::Result<()> {
     shutdown.cancel();
     worker.await??;
     scheduler.await?;
+    Ok(())
+}
+
+/// Seed a small corpus into an empty one, so a newcomer's first search
+/// finds contacts. Another `dev` starting at the same moment may seed too;
+/// that only means more demo contacts.
+async fn seed_corpus(settings: &Settings, store: &Store) -> anyhow::Result<()> {
+    let n = settings.demo.corpus_contacts;
+    let empty: bool = sqlx::query_scalar("SELECT NOT EXISTS (SELECT 1 FROM contacts)")
+        .fetch_one(&store.pool)
+        .await?;
+    if n > 0 && empty {
+        tracing::info!(contacts = n, "seeding a demo corpus");
+        // As the demo tenant's batch: `dev` makes no tenant besides it.
+        let demo = tenants::find_by_name(&store.pool, &settings.demo.tenant_name).await?;
+        super::seed::run(settings, n, demo.map(|t| t.id), false).await?;
+    }
     Ok(())
 }
 

@@ -2,12 +2,14 @@
 
 mod admin;
 mod dev;
+pub mod seed;
 mod serve;
 pub mod work;
 
 use crate::cli::{Cli, Command};
 use crate::runtime;
 use bizcontacts_config::Settings;
+use bizcontacts_domain::TenantId;
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = Settings::load()?;
@@ -46,6 +48,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::ApiKey(cmd) => {
             runtime::init_logging(&settings, Some("warn"));
             admin::api_key(&settings, cmd).await
+        }
+        Command::Seed { contacts, tenant } => {
+            runtime::init_logging(&settings, Some("warn"));
+            let seeded = seed::run(&settings, contacts, tenant.map(TenantId), true).await?;
+            // Like the other admin commands: the id alone on stdout.
+            println!("{}", seeded.import_id);
+            Ok(())
         }
     }
 }

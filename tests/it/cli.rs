@@ -188,6 +188,23 @@ async fn dev_creates_everything_prints_the_contract_and_stops_on_sigterm() {
         .unwrap();
     assert_eq!(me["memberships"][0]["tenant_name"], "Demo Company");
     assert_eq!(me["memberships"][0]["role"], "org_admin");
+    // A newcomer's first search finds the demo corpus.
+    let tenant = me["memberships"][0]["tenant_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let found: Value = client
+        .get(format!(
+            "{url}/v1/tenants/{tenant}/contacts/search?country=US&limit=5"
+        ))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(found["items"].as_array().unwrap().len(), 5, "{found}");
 
     sigterm(dev.id().unwrap());
     let exit = tokio::time::timeout(Duration::from_secs(30), dev.wait())
@@ -223,4 +240,45 @@ async fn dev_creates_everything_prints_the_contract_and_stops_on_sigterm() {
     assert_eq!(tenants, 1);
     sigterm(dev.id().unwrap());
     let _ = dev.wait().await;
+}
+
+#[tokio::test]
+async fn seed_fills_the_corpus_through_the_import_path() {
+    let db = TestDb::new().await;
+    let redis = TestRedis::new();
+    let env = bin_env(&db, &redis, &free_addr());
+    let (status, out, err) = run_bin(&["seed", "--contacts", "1200"], &env);
+    assert!(status.success(), "{err}");
+    let import: uuid::Uuid = out.trim().parse().expect("the batch id alone on stdout");
+    assert!(err.contains("seeded 1200 contacts"), "{err}");
+
+    let store = bizcontacts_store::Store::connect(&db.url, 2, Duration::from_secs(5))
+        .await
+        .unwrap();
+    let pool = &store.pool;
+    let count = |sql: &'static str| async move {
+        sqlx::query_scalar::<_, i64>(sql)
+            .bind(import)
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    };
+    // The same stored result as a reviewed import: every row merged with its
+    // contact (provenance), contacts with blocking keys, a finished batch.
+    assert_eq!(count("SELECT count(*) FROM staged_rows WHERE import_id = $1 AND status = 'merged' AND contact_id IS NOT NULL").await, 1200);
+    assert_eq!(count("SELECT count(*) FROM contacts c WHERE c.active AND EXISTS (SELECT 1 FROM staged_rows s WHERE s.import_id = $1 AND s.contact_id = c.id)").await, 1200);
+    assert!(count("SELECT count(*) FROM contact_keys k JOIN staged_rows s ON s.contact_id = k.contact_id WHERE s.import_id = $1").await >= 1200 * 3);
+    assert_eq!(count("SELECT count(*) FROM imports WHERE id = $1 AND status = 'staged' AND merged_rows + created_rows = 1200").await, 1);
+    // Realistic spread: several countries, categories, segments and types.
+    let spread: (i64, i64, i64, i64) = sqlx::query_as(
+        "SELECT count(DISTINCT country), count(DISTINCT category), count(DISTINCT segment), count(DISTINCT type) FROM contacts",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert!(
+        spread.0 >= 4 && spread.1 >= 8 && spread.2 == 4 && spread.3 == 4,
+        "{spread:?}"
+    );
+    store.pool.close().await;
 }

@@ -46,7 +46,13 @@ impl Imports {
                 _ => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
             }
         }
-        panic!("dedupe job {job} did not finish in 60 s");
+        let state: (String, i32, Option<String>, Option<chrono::DateTime<chrono::Utc>>, Option<chrono::DateTime<chrono::Utc>>) =
+            sqlx::query_as("SELECT status, attempts, waiting_reason, pushed_at, heartbeat_at FROM jobs WHERE id = $1")
+                .bind(job)
+                .fetch_one(&self.app.store.pool)
+                .await
+                .unwrap();
+        panic!("dedupe job {job} did not finish in 60 s: (status, attempts, waiting, pushed, heartbeat) = {state:?}");
     }
 
     /// The contact of each row of a batch, in row order.

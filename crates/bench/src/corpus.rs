@@ -6,7 +6,8 @@
 //! in another city, with their own domain) and colleagues (another person at
 //! the same business, sharing its phone, domain and address).
 
-use crate::import::Rng;
+use bizcontacts_demo::LEGAL;
+use bizcontacts_demo::{phone, slug, Rng, COUNTRIES, FIRST, LAST, SECOND, STREETS, TRADES, WORDS};
 
 pub const HEADER: [&str; 10] = [
     "Company",
@@ -19,131 +20,6 @@ pub const HEADER: [&str; 10] = [
     "City",
     "Postcode",
     "Country",
-];
-
-pub(crate) const WORDS: &[&str] = &[
-    "Acme",
-    "Northwind",
-    "Blue",
-    "River",
-    "Summit",
-    "Pioneer",
-    "Golden",
-    "Harbor",
-    "Maple",
-    "Atlas",
-    "Cedar",
-    "Falcon",
-    "Granite",
-    "Horizon",
-    "Ivory",
-    "Juniper",
-    "Keystone",
-    "Lumen",
-    "Meridian",
-    "Nova",
-    "Orchid",
-    "Pacific",
-    "Quarry",
-    "Redwood",
-    "Silver",
-    "Tidal",
-    "Union",
-    "Vertex",
-    "Willow",
-    "Zenith",
-];
-const SECOND: &[&str] = &[
-    "Peak", "Valley", "Bridge", "Stone", "Field", "Lake", "Oak", "Pine", "Star", "Sun", "Moon",
-    "Hill", "Brook", "Gate", "Point", "Ridge", "Bay", "Crest", "Wood", "Port", "Mill", "Rock",
-    "Shore", "Light", "Ford", "Glen", "Haven", "Crown", "Spring", "Grove",
-];
-pub(crate) const TRADES: &[&str] = &[
-    "Bakery",
-    "Logistics",
-    "Dental",
-    "Consulting",
-    "Hardware",
-    "Books",
-    "Motors",
-    "Florist",
-    "Pharmacy",
-    "Travel",
-    "Electric",
-    "Plumbing",
-    "Cafe",
-    "Veterinary",
-    "Printing",
-    "Studio",
-    "Builders",
-    "Opticians",
-    "Catering",
-    "Fitness",
-];
-/// (canonical, variants it is also written as)
-const LEGAL: &[(&str, &[&str])] = &[
-    ("Inc", &["Inc.", "Incorporated", ", Inc", "INC"]),
-    ("LLC", &["L.L.C.", "llc", ""]),
-    ("Ltd", &["Limited", "Ltd.", "LTD"]),
-    ("GmbH", &["GMBH", "Gmbh", ""]),
-    ("S.A.", &["SA", "S.A", ""]),
-    ("", &["Co.", "Company"]),
-];
-pub(crate) const FIRST: &[&str] = &[
-    "Anna", "Ben", "Chloé", "David", "Eva", "Frank", "Grace", "Hugo", "Ines", "Jonas", "Karin",
-    "Luis", "Maria", "Noah", "Olga", "Paul", "Rosa", "Sam", "Tara", "Omar", "Yuki", "Zoe", "Amir",
-    "Lena",
-];
-pub(crate) const LAST: &[&str] = &[
-    "Smith", "Müller", "Garcia", "Rossi", "Dubois", "Novak", "Jensen", "Silva", "Khan", "Brown",
-    "Nguyen", "Kowalski", "Haddad", "Okafor", "Larsen", "Moreau", "Fischer", "Costa", "Ivanova",
-    "Tanaka",
-];
-const STREETS: &[&str] = &[
-    "Main", "High", "Station", "Church", "Market", "Mill", "Park", "King",
-];
-
-/// (country, cities)
-const COUNTRIES: &[(&str, &[&str])] = &[
-    (
-        "US",
-        &[
-            "San Francisco",
-            "New York",
-            "Chicago",
-            "Boston",
-            "Austin",
-            "Denver",
-            "Seattle",
-            "Miami",
-        ],
-    ),
-    (
-        "DE",
-        &[
-            "Berlin",
-            "Hamburg",
-            "München",
-            "Köln",
-            "Frankfurt",
-            "Leipzig",
-        ],
-    ),
-    (
-        "GB",
-        &[
-            "London",
-            "Leeds",
-            "Bristol",
-            "Manchester",
-            "Glasgow",
-            "Cardiff",
-        ],
-    ),
-    (
-        "FR",
-        &["Paris", "Lyon", "Marseille", "Toulouse", "Nantes", "Lille"],
-    ),
 ];
 
 /// A business contact as it truly is.
@@ -161,41 +37,6 @@ pub struct Entity {
     city: &'static str,
     postcode: String,
     country: &'static str,
-}
-
-/// A phone number valid in `country`, written both ways.
-fn phone(rng: &mut Rng, country: &str) -> (String, String) {
-    let (a, b) = (rng.below(800) + 200, rng.below(10_000));
-    match country {
-        "US" => {
-            let area =
-                ["415", "212", "312", "617", "512", "303", "206", "305"][rng.below(8) as usize];
-            (
-                format!("+1 {area} {a} {b:04}"),
-                format!("({area}) {a}-{b:04}"),
-            )
-        }
-        "DE" => (format!("+49 30 {a}{b:04}"), format!("030 {a} {b:04}")),
-        "GB" => (
-            format!("+44 20 7{a:03} {b:04}"),
-            format!("020 7{a:03} {b:04}"),
-        ),
-        _ => {
-            let (x, y, z) = (b / 100, b % 100, rng.below(100));
-            (
-                format!("+33 1 4{} {x:02} {y:02} {z:02}", a % 10),
-                format!("01 4{} {x:02} {y:02} {z:02}", a % 10),
-            )
-        }
-    }
-}
-
-/// Lowercase ASCII letters and digits only ("Chloé" -> "chlo"), as a domain.
-fn slug(s: &str) -> String {
-    s.to_lowercase()
-        .chars()
-        .filter(char::is_ascii_alphanumeric)
-        .collect()
 }
 
 impl Entity {

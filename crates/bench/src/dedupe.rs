@@ -12,11 +12,12 @@
 //! predicted pairs / true pairs. Rows left for a reviewer count as unmerged.
 
 use crate::corpus::{labelled, Entity, HEADER};
-use crate::import::{vm_hwm_kib, Rng};
+use crate::import::vm_hwm_kib;
 use crate::jobs::{bench_database, cleanup_redis, spawn_worker};
 use anyhow::Context;
 use bizcontacts::runtime;
 use bizcontacts_config::Settings;
+use bizcontacts_demo::Rng;
 use bizcontacts_domain::batch::{ImportStatus, Source};
 use bizcontacts_domain::{PackageName, TenantId};
 use bizcontacts_ingest::{Layout, Stager};

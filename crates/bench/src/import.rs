@@ -10,13 +10,13 @@
 //! ledger's: from the upload transaction's start (`imports.created_at`) to
 //! the batch's `finished_at`. Peak memory is the worker's VmHWM.
 
-use crate::corpus::{
-    FIRST as FIRST_ALL, LAST as LAST_ALL, TRADES as TRADES_ALL, WORDS as WORDS_ALL,
-};
 use crate::jobs::{bench_database, cleanup_redis, spawn_worker};
 use anyhow::Context;
 use bizcontacts::runtime;
 use bizcontacts_config::Settings;
+use bizcontacts_demo::{
+    Rng, FIRST as FIRST_ALL, LAST as LAST_ALL, TRADES as TRADES_ALL, WORDS as WORDS_ALL,
+};
 use bizcontacts_domain::{Email, PackageName, Permission, Role};
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -193,24 +193,6 @@ async fn copy_baseline(
 }
 
 const HEADER: &str = "Company,First Name,Last Name,Email,Phone,Website,Address,City,Postcode,Country,Segment,Type,MCC,Notes";
-
-/// xorshift64*: a tiny seeded generator, so every run reads the same file.
-pub(crate) struct Rng(pub u64);
-
-impl Rng {
-    pub fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    pub fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[(self.next() % items.len() as u64) as usize]
-    }
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 // The name lists of `bench_corpus`, cut to the lengths this file was first
 // generated with, so the import benchmark keeps reading the same bytes.

@@ -179,6 +179,8 @@ pub struct DemoSettings {
     pub tenant_name: String,
     pub admin_email: String,
     pub package: String,
+    /// Contacts `dev` seeds into an empty corpus on start (0: none).
+    pub corpus_contacts: usize,
 }
 
 impl Settings {

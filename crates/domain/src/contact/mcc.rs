@@ -99,6 +99,11 @@ impl Mcc {
     }
 }
 
+/// Every code on the ISO 18245 list, in order.
+pub fn mcc_codes() -> Vec<&'static str> {
+    CATALOGUE.codes.keys().map(String::as_str).collect()
+}
+
 /// Every category name the ISO ranges define, sorted, without repeats.
 pub fn categories() -> Vec<&'static str> {
     let mut names: Vec<&'static str> = CATALOGUE

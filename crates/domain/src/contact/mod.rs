@@ -15,7 +15,7 @@ mod website;
 
 pub use columns::{Column, COLUMN_COUNT, COLUMN_NAMES};
 pub use country::CountryCode;
-pub use mcc::{categories, Mcc};
+pub use mcc::{categories, mcc_codes, Mcc};
 pub use phone::PhoneE164;
 pub use vocab::{parse_word, ContactType, Segment};
 pub use website::Website;
