@@ -214,10 +214,28 @@ async fn failing_job_retries_to_dead_and_admin_retry_brings_it_back() {
         .as_str()
         .unwrap()
         .to_string();
-    wait_until(30, "job dead", || async {
-        job(&app, tenant, &user.token, &id).await["status"] == "dead"
-    })
-    .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let view = job(&app, tenant, &user.token, &id).await;
+        if view["status"] == "dead" {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            let row: (String, i32, Option<chrono::DateTime<chrono::Utc>>, chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>, i32) = sqlx::query_as(
+                "SELECT status, attempts, pushed_at, run_after, queued_at, push_seq FROM jobs WHERE id = $1::uuid",
+            )
+            .bind(&id)
+            .fetch_one(&app.store.pool)
+            .await
+            .unwrap();
+            let now: chrono::DateTime<chrono::Utc> = sqlx::query_scalar("SELECT now()")
+                .fetch_one(&app.store.pool)
+                .await
+                .unwrap();
+            panic!("job never dead: {view}\n(status, attempts, pushed_at, run_after, queued_at, push_seq) = {row:?}, db now {now}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     let dead = job(&app, tenant, &user.token, &id).await;
     assert_eq!(dead["attempts"], 3, "exactly max attempts: {dead}");
     assert_eq!(dead["max_attempts"], 3);
