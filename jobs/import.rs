@@ -288,6 +288,12 @@ async fn stage_all(ctx: &mut JobContext, batch: &Import) -> Result<(), JobError>
                 .await?;
             ctx.complete_in(&mut tx).await?;
             tx.commit().await?;
+            if i64::from(counts.total) >= staged_rows::ANALYZE_AFTER_ROWS {
+                // Outside the transaction: a failure here only costs speed.
+                if let Err(e) = staged_rows::analyze(&pool).await {
+                    tracing::warn!(error = %e, "could not analyze staged_rows");
+                }
+            }
             tracing::info!(import_id = %batch.id, rows = last_row, staged = counts.total, "import staged");
             Ok(())
         }

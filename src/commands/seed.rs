@@ -86,6 +86,9 @@ pub async fn run(
     };
 
     let import_id = stage(&store, tenant, contacts, bar(contacts, "staged")).await?;
+    if contacts as i64 >= staged_rows::ANALYZE_AFTER_ROWS {
+        staged_rows::analyze(&store.pool).await?;
+    }
     let mut tx = store.pool.begin().await?;
     let outcome = staged_rows::review(&mut tx, import_id, Approve::AllValid, &[], None).await?;
     let redis = runtime::redis(settings).await?;

@@ -76,12 +76,19 @@ fn bind_filter<'q>(
         .bind(f.q.clone())
 }
 
-/// Use the similarity threshold for this transaction's `<%`.
+/// Settings of a search transaction: the similarity threshold of `<%`, and
+/// a plan made for the values at hand. The statement is prepared and cached
+/// per connection, and a generic plan cannot see that an empty filter's
+/// `cardinality($1) = 0 OR ...` is simply true, so it would scan every
+/// contact instead of using the filter's index.
 async fn set_threshold(tx: &mut PgConnection) -> Result<()> {
-    sqlx::query("SELECT set_config('pg_trgm.word_similarity_threshold', $1, true)")
-        .bind(WORD_SIMILARITY.to_string())
-        .execute(tx)
-        .await?;
+    sqlx::query(
+        "SELECT set_config('pg_trgm.word_similarity_threshold', $1, true),
+                set_config('plan_cache_mode', 'force_custom_plan', true)",
+    )
+    .bind(WORD_SIMILARITY.to_string())
+    .execute(tx)
+    .await?;
     Ok(())
 }
 
