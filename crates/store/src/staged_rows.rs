@@ -498,6 +498,23 @@ pub async fn review(
     Ok(out)
 }
 
+/// Refresh the planner's statistics of `staged_rows` after a large batch.
+///
+/// The dedupe job reads a batch a chunk at a time in row order; with
+/// statistics from before a batch of millions of rows, Postgres estimates a
+/// few thousand rows per batch and reads the whole rest of the batch for
+/// every chunk (a bitmap scan and a sort) instead of the next rows off the
+/// index: measured on a 5,000,000-row seed, 6 s per 5,000-row chunk before
+/// an ANALYZE, 0.7 s after. Autovacuum would analyze eventually, too late
+/// for a review that follows at once. About a second, sampling.
+pub async fn analyze(db: impl PgExecutor<'_>) -> Result<()> {
+    sqlx::query("ANALYZE staged_rows").execute(db).await?;
+    Ok(())
+}
+
+/// Batches at least this large refresh the statistics when staged.
+pub const ANALYZE_AFTER_ROWS: i64 = 100_000;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -526,20 +543,3 @@ mod tests {
         );
     }
 }
-
-/// Refresh the planner's statistics of `staged_rows` after a large batch.
-///
-/// The dedupe job reads a batch a chunk at a time in row order; with
-/// statistics from before a batch of millions of rows, Postgres estimates a
-/// few thousand rows per batch and reads the whole rest of the batch for
-/// every chunk (a bitmap scan and a sort) instead of the next rows off the
-/// index: measured on a 5,000,000-row seed, 6 s per 5,000-row chunk before
-/// an ANALYZE, 0.7 s after. Autovacuum would analyze eventually, too late
-/// for a review that follows at once. About a second, sampling.
-pub async fn analyze(db: impl PgExecutor<'_>) -> Result<()> {
-    sqlx::query("ANALYZE staged_rows").execute(db).await?;
-    Ok(())
-}
-
-/// Batches at least this large refresh the statistics when staged.
-pub const ANALYZE_AFTER_ROWS: i64 = 100_000;
