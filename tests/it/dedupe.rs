@@ -46,13 +46,15 @@ impl Imports {
                 _ => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
             }
         }
-        let state: (String, i32, Option<String>, Option<chrono::DateTime<chrono::Utc>>, Option<chrono::DateTime<chrono::Utc>>) =
-            sqlx::query_as("SELECT status, attempts, waiting_reason, pushed_at, heartbeat_at FROM jobs WHERE id = $1")
-                .bind(job)
-                .fetch_one(&self.app.store.pool)
-                .await
-                .unwrap();
-        panic!("dedupe job {job} did not finish in 60 s: (status, attempts, waiting, pushed, heartbeat) = {state:?}");
+        let state: String = sqlx::query_scalar(
+            "SELECT row_to_json(j)::text FROM (SELECT status, attempts, waiting_reason, pushed_at,
+             heartbeat_at, run_after, push_seq, now() AS db_now FROM jobs WHERE id = $1) j",
+        )
+        .bind(job)
+        .fetch_one(&self.app.store.pool)
+        .await
+        .unwrap();
+        panic!("dedupe job {job} did not finish in 60 s: {state}");
     }
 
     /// The contact of each row of a batch, in row order.

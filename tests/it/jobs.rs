@@ -221,18 +221,15 @@ async fn failing_job_retries_to_dead_and_admin_retry_brings_it_back() {
             break;
         }
         if std::time::Instant::now() > deadline {
-            let row: (String, i32, Option<chrono::DateTime<chrono::Utc>>, chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>, i32) = sqlx::query_as(
-                "SELECT status, attempts, pushed_at, run_after, queued_at, push_seq FROM jobs WHERE id = $1::uuid",
+            let row: String = sqlx::query_scalar(
+                "SELECT row_to_json(j)::text FROM (SELECT status, attempts, pushed_at, run_after,
+                 queued_at, push_seq, now() AS db_now FROM jobs WHERE id = $1::uuid) j",
             )
             .bind(&id)
             .fetch_one(&app.store.pool)
             .await
             .unwrap();
-            let now: chrono::DateTime<chrono::Utc> = sqlx::query_scalar("SELECT now()")
-                .fetch_one(&app.store.pool)
-                .await
-                .unwrap();
-            panic!("job never dead: {view}\n(status, attempts, pushed_at, run_after, queued_at, push_seq) = {row:?}, db now {now}");
+            panic!("job never dead: {view}\n{row}");
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
