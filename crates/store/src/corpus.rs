@@ -104,8 +104,17 @@ pub(crate) fn columns(prefix: &str) -> String {
         .join(", ")
 }
 
-/// Take the corpus writers' lock until the transaction ends.
+/// Take the corpus writers' lock until the transaction ends, and keep the
+/// transaction's look-ups on their indexes.
+///
+/// A chunk looks up tens of thousands of blocking keys at once
+/// (`key = ANY($1)`); past a few million contacts the planner priced that as
+/// a parallel sequential scan of `contact_keys` (29M rows while seeding
+/// 5,000,000 contacts: minutes per chunk, against 0.8 s through the index).
 pub async fn lock(tx: &mut PgConnection) -> Result<()> {
+    sqlx::query("SELECT set_config('enable_seqscan', 'off', true)")
+        .execute(&mut *tx)
+        .await?;
     sqlx::query(locks::SQL)
         .bind(AdvisoryLock::Corpus.class())
         .bind("")
