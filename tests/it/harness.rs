@@ -387,6 +387,17 @@ impl TestApp {
         self.client.get(self.url(path)).bearer_auth(token)
     }
 
+    /// GET `path` as `token` and read the JSON answer, whatever its status.
+    pub async fn get_json(&self, path: &str, token: &str) -> serde_json::Value {
+        self.get(path, token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     pub fn post(&self, path: &str, token: &str) -> reqwest::RequestBuilder {
         self.client.post(self.url(path)).bearer_auth(token)
     }

@@ -369,13 +369,8 @@ async fn searches_per_day_hold_exactly_under_a_hundred_parallel_requests() {
     // Usage shows it.
     let usage: Value = s
         .app
-        .get(&format!("/v1/tenants/{}/usage", s.tenant), &s.user.token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/v1/tenants/{}/usage", s.tenant), &s.user.token)
+        .await;
     assert_eq!(usage["searches"]["used"], 50, "{usage}");
     assert_eq!(usage["searches"]["remaining"], 0, "{usage}");
 }
@@ -420,31 +415,21 @@ async fn corrections_and_saved_flags_are_each_tenants_own() {
     assert_eq!(mine["items"][0]["saved"], true);
     let theirs: Value = s
         .app
-        .get(
+        .get_json(
             &format!("/v1/tenants/{other}/contacts/search?country=ES"),
             &neighbour.token,
         )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(theirs["items"][0]["city"], "Springfield");
     assert_eq!(theirs["items"][0]["corrected_fields"], json!([]));
     assert_eq!(theirs["items"][0]["saved"], false);
     let one: Value = s
         .app
-        .get(
+        .get_json(
             &format!("/v1/tenants/{}/contacts/{x}", s.tenant),
             &s.user.token,
         )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(one["saved"], true);
 }
 
@@ -491,15 +476,7 @@ async fn saved_contacts_report_per_id_and_show_withdrawn_ones() {
         .execute(&s.app.store.pool)
         .await
         .unwrap();
-    let list: Value = s
-        .app
-        .get(&path, &s.user.token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = s.app.get_json(&path, &s.user.token).await;
     let items = list["items"].as_array().unwrap();
     assert_eq!(items.len(), 2);
     assert_eq!(items[0]["status"], "active");
@@ -523,16 +500,11 @@ async fn saved_contacts_report_per_id_and_show_withdrawn_ones() {
     let neighbour = s.app.member(other, Role::Member).await;
     let theirs: Value = s
         .app
-        .get(
+        .get_json(
             &format!("/v1/tenants/{other}/saved-contacts"),
             &neighbour.token,
         )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(theirs["items"], json!([]));
 }
 

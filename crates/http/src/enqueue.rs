@@ -75,8 +75,9 @@ pub(crate) async fn charge_job(
     tenant: TenantId,
     tx: &mut PgConnection,
 ) -> Result<Usage, ApiError> {
-    let remaining = usage::consume_job(
+    let remaining = usage::consume(
         &mut *tx,
+        usage::Counter::Jobs,
         tenant,
         Utc::now().date_naive(),
         limits.jobs_per_day,

@@ -168,6 +168,12 @@ impl ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
+        if e.is_timeout() {
+            return ApiError::Unavailable(
+                "the request took too long and was stopped; narrow it (more filters) or try again"
+                    .into(),
+            );
+        }
         match e {
             StoreError::NotFound => ApiError::NotFound("resource"),
             StoreError::Conflict(msg) => ApiError::Conflict(msg),

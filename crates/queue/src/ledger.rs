@@ -197,15 +197,6 @@ impl Ledger {
     }
 
     /// The job a tenant (or the platform, `None`) created with this idempotency key.
-    pub async fn find_by_key(
-        &self,
-        tenant: Option<TenantId>,
-        key: &str,
-    ) -> Result<Option<Job>, LedgerError> {
-        let mut conn = self.pool.acquire().await?;
-        Ok(self.find_by_key_in(&mut conn, tenant, key).await?)
-    }
-
     async fn find_by_key_in(
         &self,
         db: &mut PgConnection,

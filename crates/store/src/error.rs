@@ -24,6 +24,11 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// True when Postgres cancelled a statement for its `statement_timeout`.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, StoreError::Database(sqlx::Error::Database(e)) if e.code().as_deref() == Some("57014"))
+    }
+
     /// True when Postgres rejected a write for a unique constraint.
     pub fn is_unique_violation(&self) -> bool {
         matches!(self, StoreError::Database(sqlx::Error::Database(e)) if e.is_unique_violation())

@@ -81,16 +81,26 @@ fn bind_filter<'q>(
 /// per connection, and a generic plan cannot see that an empty filter's
 /// `cardinality($1) = 0 OR ...` is simply true, so it would scan every
 /// contact instead of using the filter's index.
+///
+/// And a bound on its time ([`SEARCH_TIMEOUT_MS`]): combinations of dense
+/// filters still take seconds on millions of contacts (docs/benchmarks.md),
+/// and no request may hold a connection that long.
 async fn set_threshold(tx: &mut PgConnection) -> Result<()> {
     sqlx::query(
         "SELECT set_config('pg_trgm.word_similarity_threshold', $1, true),
-                set_config('plan_cache_mode', 'force_custom_plan', true)",
+                set_config('plan_cache_mode', 'force_custom_plan', true),
+                set_config('statement_timeout', $2, true)",
     )
     .bind(WORD_SIMILARITY.to_string())
+    .bind(SEARCH_TIMEOUT_MS.to_string())
     .execute(tx)
     .await?;
     Ok(())
 }
+
+/// Longest a search statement may run; past it Postgres cancels it and the
+/// request is told to narrow the search.
+pub const SEARCH_TIMEOUT_MS: u32 = 3_000;
 
 /// One result: the canonical contact and whether `tenant` saved it.
 pub struct Found {
@@ -199,20 +209,15 @@ pub async fn facets(tx: &mut PgConnection, f: &SearchFilter, by: FacetBy) -> Res
             sqlx::query("RELEASE SAVEPOINT exact_facets")
                 .execute(&mut *tx)
                 .await?;
-            sqlx::query("SET LOCAL statement_timeout = 0")
-                .execute(&mut *tx)
-                .await?;
             Ok(Facets {
                 values,
                 estimated: false,
             })
         }
         Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("57014") => {
-            // Cancelled by the timeout: count a sample instead.
+            // Cancelled by the timeout: count a sample instead, back under
+            // the search's own settings and timeout.
             sqlx::query("ROLLBACK TO SAVEPOINT exact_facets")
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("SET LOCAL statement_timeout = 0")
                 .execute(&mut *tx)
                 .await?;
             set_threshold(tx).await?;

@@ -67,41 +67,33 @@ pub async fn open_day_for_all(db: impl PgExecutor<'_>, day: NaiveDate) -> Result
     .rows_affected())
 }
 
-/// Count one more job for `tenant` today, unless that would pass `limit`.
-/// Returns the jobs left today, or `None` when the limit is already reached.
-pub async fn consume_job(
-    db: impl PgExecutor<'_>,
-    tenant: TenantId,
-    day: NaiveDate,
-    limit: i32,
-) -> Result<Option<i32>> {
-    let used: Option<i32> = sqlx::query_scalar(
-        "INSERT INTO usage_daily AS u (tenant_id, day, jobs) VALUES ($1, $2, 1)
-         ON CONFLICT (tenant_id, day) DO UPDATE SET jobs = u.jobs + 1 WHERE u.jobs < $3
-         RETURNING jobs",
-    )
-    .bind(tenant.0)
-    .bind(day)
-    .bind(limit)
-    .fetch_optional(db)
-    .await?;
-    Ok(used.filter(|u| *u <= limit).map(|u| limit - u))
+/// A daily counter that is taken one at a time.
+#[derive(Debug, Clone, Copy)]
+pub enum Counter {
+    Jobs,
+    Searches,
 }
 
-/// Count one more search for `tenant` today, unless that would pass
-/// `limit`; one statement, so concurrent requests can never pass it together.
-/// Returns the searches left today, or `None` when the limit is reached.
-pub async fn consume_search(
+/// Count one more job or search for `tenant` today, unless that would pass
+/// `limit`: one statement, so concurrent requests can never pass it together
+/// (100 parallel searches at the edge: tests/it/search.rs). Returns what is
+/// left today, or `None` when the limit is already reached.
+pub async fn consume(
     db: impl PgExecutor<'_>,
+    counter: Counter,
     tenant: TenantId,
     day: NaiveDate,
     limit: i32,
 ) -> Result<Option<i32>> {
-    let used: Option<i32> = sqlx::query_scalar(
-        "INSERT INTO usage_daily AS u (tenant_id, day, searches) VALUES ($1, $2, 1)
-         ON CONFLICT (tenant_id, day) DO UPDATE SET searches = u.searches + 1 WHERE u.searches < $3
-         RETURNING searches",
-    )
+    let column = match counter {
+        Counter::Jobs => "jobs",
+        Counter::Searches => "searches",
+    };
+    let used: Option<i32> = sqlx::query_scalar(&format!(
+        "INSERT INTO usage_daily AS u (tenant_id, day, {column}) VALUES ($1, $2, 1)
+         ON CONFLICT (tenant_id, day) DO UPDATE SET {column} = u.{column} + 1 WHERE u.{column} < $3
+         RETURNING {column}"
+    ))
     .bind(tenant.0)
     .bind(day)
     .bind(limit)

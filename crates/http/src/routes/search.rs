@@ -5,7 +5,9 @@
 //! together); pages are searches too. Results are capped at the package's
 //! contacts per search. The cursor is the last contact id of the page bound
 //! to the tenant and the query (a hash of both), so it cannot be replayed
-//! into another tenant's or another query's results.
+//! into another tenant's or another query's results. A search statement
+//! runs at most 3 s (`store::search::SEARCH_TIMEOUT_MS`), then the request
+//! is a 503 asking to narrow it: no request holds a connection longer.
 
 use crate::auth::{perm, TenantScope};
 use crate::enqueue::Usage;
@@ -157,15 +159,19 @@ async fn charge_search(
     tenant: TenantId,
 ) -> Result<Usage, ApiError> {
     let max = limits.searches_per_day;
-    let remaining = usage::consume_search(&state.store.pool, tenant, Utc::now().date_naive(), max)
-        .await?
-        .ok_or_else(|| ApiError::DailyLimit {
-            limit: "searches_per_day",
-            max,
-            detail: format!(
-                "the package allows {max} searches per day; the limit resets at 00:00 UTC"
-            ),
-        })?;
+    let remaining = usage::consume(
+        &state.store.pool,
+        usage::Counter::Searches,
+        tenant,
+        Utc::now().date_naive(),
+        max,
+    )
+    .await?
+    .ok_or_else(|| ApiError::DailyLimit {
+        limit: "searches_per_day",
+        max,
+        detail: format!("the package allows {max} searches per day; the limit resets at 00:00 UTC"),
+    })?;
     Ok(Usage::new(max, remaining))
 }
 
@@ -241,7 +247,8 @@ pub(crate) fn with_corrections(
 #[utoipa::path(get, path = "/v1/tenants/{tenant_id}/contacts/search", tag = "contacts", security(("bearer" = [])),
     params(("tenant_id" = Uuid, Path), SearchParams),
     responses((status = 200, body = SearchPage, headers(("X-Usage-Limit" = i32), ("X-Usage-Remaining" = i32))),
-        (status = 429, body = Problem, description = "the day's searches are used up; see Retry-After")))]
+        (status = 429, body = Problem, description = "the day's searches are used up; see Retry-After"),
+        (status = 503, body = Problem, description = "the search ran past its time bound; narrow it")))]
 #[tracing::instrument(skip_all, fields(tenant_id = %scope.tenant_id()))]
 async fn search_contacts(
     State(state): State<AppState>,
@@ -298,7 +305,8 @@ async fn search_contacts(
 #[utoipa::path(get, path = "/v1/tenants/{tenant_id}/contacts/facets", tag = "contacts", security(("bearer" = [])),
     params(("tenant_id" = Uuid, Path), FacetParams, SearchParams),
     responses((status = 200, body = FacetsView, headers(("X-Usage-Limit" = i32), ("X-Usage-Remaining" = i32))),
-        (status = 429, body = Problem, description = "the day's searches are used up; see Retry-After")))]
+        (status = 429, body = Problem, description = "the day's searches are used up; see Retry-After"),
+        (status = 503, body = Problem, description = "the count ran past its time bound; narrow it")))]
 #[tracing::instrument(skip_all, fields(tenant_id = %scope.tenant_id()))]
 async fn contact_facets(
     State(state): State<AppState>,
