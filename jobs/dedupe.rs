@@ -22,7 +22,7 @@ use bizcontacts_domain::Permission;
 use bizcontacts_matching::{distinct_block_ids, Prepared, Thresholds};
 use bizcontacts_queue::args::{JobArgs, Worker};
 use bizcontacts_queue::handler::{JobContext, JobError, RetryPolicy, Starter};
-use bizcontacts_store::{corpus, imports, StoreError};
+use bizcontacts_store::{corpus, imports, staged_rows, StoreError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -122,6 +122,13 @@ impl DedupeJob {
         let total = corpus::count_pending(&pool, import_id)
             .await
             .context("counting rows")?;
+        if total >= staged_rows::ANALYZE_AFTER_ROWS {
+            // The review just turned the batch's rows from valid to
+            // approved: statistics taken before it say no row is approved,
+            // and every chunk's read would walk the whole table
+            // (docs/benchmarks.md, the 5,000,000-contact seed).
+            staged_rows::analyze(&pool).await.context("analyze")?;
+        }
         let (mut done, mut after) = (0i64, 0i32);
         let (mut merged, mut created, mut waiting) = (0i64, 0i64, 0i64);
         loop {

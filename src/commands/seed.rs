@@ -86,9 +86,6 @@ pub async fn run(
     };
 
     let import_id = stage(&store, tenant, contacts, bar(contacts, "staged")).await?;
-    if contacts as i64 >= staged_rows::ANALYZE_AFTER_ROWS {
-        staged_rows::analyze(&store.pool).await?;
-    }
     let mut tx = store.pool.begin().await?;
     let outcome = staged_rows::review(&mut tx, import_id, Approve::AllValid, &[], None).await?;
     let redis = runtime::redis(settings).await?;
@@ -123,6 +120,9 @@ pub async fn run(
         job.status,
         job.last_error.unwrap_or_default()
     );
+    if contacts as i64 >= staged_rows::ANALYZE_AFTER_ROWS {
+        bizcontacts_store::search::vacuum_corpus(&store.pool).await?;
+    }
     let created: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM staged_rows WHERE import_id = $1 AND outcome = 'created'",
     )

@@ -200,6 +200,21 @@ async fn each_filter_alone_and_combined() {
         found("mcc=5800-5899&country=FR").await,
         set(&["Bistro Bleu"])
     );
+    // Three filters; a category and an MCC are both held (AND), so a code
+    // outside the category finds nothing rather than ignoring either.
+    assert_eq!(
+        found("country=DE&segment=mid_market&type=supplier").await,
+        set(&["Cafe Central"])
+    );
+    assert_eq!(
+        found("category=retail%20outlets&mcc=5400-5499&country=DE").await,
+        set(&["Alpha Retail"])
+    );
+    assert_eq!(found("category=retail%20outlets&mcc=0742").await, set(&[]));
+    assert_eq!(
+        found("q=brightwater&country=GB&type=supplier").await,
+        set(&["Brightwater Logistics"])
+    );
     // Free text with a typo, over company and person names.
     assert_eq!(found("q=brightwatr").await, set(&["Brightwater Logistics"]));
     assert_eq!(found("q=Conti").await, set(&["Cafe Central"]));
@@ -543,6 +558,33 @@ async fn facets_count_the_values_of_a_search() {
     assert_eq!(
         facets["values"],
         json!([{ "value": "DE", "count": 2 }, { "value": "AT", "count": 1 }, { "value": "FR", "count": 1 }])
+    );
+    // Categories are counted by MCC and summed: two retail codes, one not.
+    for (name, mcc) in [("C1", "5411"), ("C2", "5499"), ("C3", "5812")] {
+        contact(&s.app, (name, "F", "G", "GB", mcc, "smb", "merchant")).await;
+    }
+    let category = |code: &str| {
+        bizcontacts_domain::contact::Mcc::parse(code)
+            .unwrap()
+            .category()
+    };
+    assert_eq!(category("5499"), "Retail outlets");
+    let res = s
+        .app
+        .get(
+            &format!(
+                "/v1/tenants/{}/contacts/facets?by=category&country=GB",
+                s.tenant
+            ),
+            &s.user.token,
+        )
+        .send()
+        .await
+        .unwrap();
+    let facets: Value = res.json().await.unwrap();
+    assert_eq!(
+        facets["values"],
+        json!([{ "value": "Retail outlets", "count": 2 }, { "value": category("5812"), "count": 1 }])
     );
     let res = s
         .app

@@ -10,6 +10,7 @@
 //! ledger's: from the upload transaction's start (`imports.created_at`) to
 //! the batch's `finished_at`. Peak memory is the worker's VmHWM.
 
+use crate::intake::Intake;
 use crate::jobs::{bench_database, cleanup_redis, spawn_worker};
 use anyhow::Context;
 use bizcontacts::runtime;
@@ -17,7 +18,7 @@ use bizcontacts_config::Settings;
 use bizcontacts_demo::{
     Rng, FIRST as FIRST_ALL, LAST as LAST_ALL, TRADES as TRADES_ALL, WORDS as WORDS_ALL,
 };
-use bizcontacts_domain::{Email, PackageName, Permission, Role};
+use bizcontacts_domain::Permission;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
@@ -43,36 +44,8 @@ pub async fn run(settings: &Settings, rows: usize) -> anyhow::Result<()> {
     let copy_rate = copy_baseline(&store.pool, &path, rows).await?;
     println!("COPY into an equivalent table with a primary key: {copy_rate:.0} rows/s");
 
-    let tenant =
-        bizcontacts_store::tenants::create(&store.pool, "Bench", PackageName::Enterprise).await?;
-    let user =
-        bizcontacts_store::users::create(&store.pool, &Email::parse("bench@example.com")?, None)
-            .await?;
-    let mut conn = store.pool.acquire().await?;
-    bizcontacts_store::users::add_member(&mut conn, tenant.id, user.id, Role::OrgAdmin).await?;
-    let key = bizcontacts_http::identity::issue_api_key(
-        &mut conn,
-        Some(tenant.id),
-        user.id,
-        "bench",
-        &[Permission::ImportsWrite],
-        None,
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("{e}"))?
-    .secret;
-    drop(conn);
-
-    let state = runtime::app_state(&settings, store.clone()).await?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}", listener.local_addr()?);
-    let stop = tokio_util::sync::CancellationToken::new();
-    tokio::spawn(bizcontacts_http::serve(
-        listener,
-        state,
-        stop.clone(),
-        Duration::from_secs(1),
-    ));
+    let intake = Intake::start(&settings, &store, "Bench", &[Permission::ImportsWrite]).await?;
+    let (base, key, tenant) = (&intake.base, &intake.key, intake.tenant);
     let mut worker = spawn_worker(&url, &settings.redis.key_prefix, None)?;
     tokio::time::sleep(Duration::from_secs(2)).await;
 
@@ -81,8 +54,8 @@ pub async fn run(settings: &Settings, rows: usize) -> anyhow::Result<()> {
     let body =
         reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(file, 1 << 16));
     let res = reqwest::Client::new()
-        .post(format!("{base}/v1/tenants/{}/imports/csv", tenant.id))
-        .bearer_auth(&key)
+        .post(format!("{base}/v1/tenants/{tenant}/imports/csv"))
+        .bearer_auth(key)
         .header("content-type", "text/csv")
         .body(body)
         .send()
@@ -135,7 +108,7 @@ pub async fn run(settings: &Settings, rows: usize) -> anyhow::Result<()> {
 
     let _ = worker.start_kill();
     let _ = worker.wait().await;
-    stop.cancel();
+    drop(intake);
     cleanup_redis(&redis).await;
     let _ = std::fs::remove_file(&path);
     Ok(())

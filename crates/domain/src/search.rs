@@ -6,7 +6,7 @@
 //! (an unknown country or category, a malformed MCC or range) is an error
 //! naming the filter, never an empty result that looks like "no contacts".
 
-use crate::contact::{categories, parse_word, ContactType, CountryCode, Mcc, Segment};
+use crate::contact::{categories, mcc_codes, parse_word, ContactType, CountryCode, Mcc, Segment};
 use crate::ParseError;
 
 /// Longest free text accepted (names are short; this bounds the trigram work).
@@ -127,6 +127,37 @@ impl SearchFilter {
         }
     }
 
+    /// The MCCs a contact may have to match, or None when neither `mcc` nor
+    /// `category` constrains it: the codes of the ISO list that fall in any
+    /// `mcc` value (code or range) and in any `category`, in order. Stored
+    /// MCCs are always on that list and a category is a function of the
+    /// code, so this one set is the whole condition, and the store can test
+    /// it with an index on the code alone. Empty means nothing can match.
+    pub fn mcc_codes(&self) -> Option<Vec<&'static str>> {
+        if self.mccs.is_empty() && self.categories.is_empty() {
+            return None;
+        }
+        let in_mccs = |code: &str| {
+            self.mccs.is_empty()
+                || self.mccs.iter().any(|m| match m {
+                    MccFilter::Code(c) => c.as_str() == code,
+                    MccFilter::Range(a, b) => (a.as_str()..=b.as_str()).contains(&code),
+                })
+        };
+        let in_categories = |code: &'static str| {
+            self.categories.is_empty() || {
+                let category = Mcc::parse(code).map(|m| m.category()).unwrap_or("");
+                self.categories.contains(&category)
+            }
+        };
+        Some(
+            mcc_codes()
+                .into_iter()
+                .filter(|c| in_mccs(c) && in_categories(c))
+                .collect(),
+        )
+    }
+
     /// A canonical text of the filter (sorted values), so that two requests
     /// asking the same thing in another order are the same query.
     pub fn canonical(&self) -> String {
@@ -189,6 +220,31 @@ mod tests {
 
     fn parse(pairs: &[(&str, &str)]) -> Result<SearchFilter, Vec<FilterError>> {
         SearchFilter::parse(pairs.iter().copied())
+    }
+
+    #[test]
+    fn mcc_and_category_become_one_set_of_listed_codes() {
+        assert_eq!(parse(&[("country", "DE")]).unwrap().mcc_codes(), None);
+        let range = parse(&[("mcc", "5811-5814")]).unwrap();
+        assert_eq!(
+            range.mcc_codes().unwrap(),
+            vec!["5811", "5812", "5813", "5814"]
+        );
+        // AND across the two filters: the range's codes that are retail.
+        let both = parse(&[("mcc", "5811-5814"), ("category", "Retail outlets")]).unwrap();
+        let codes = both.mcc_codes().unwrap();
+        assert!(codes
+            .iter()
+            .all(|c| Mcc::parse(c).unwrap().category() == "Retail outlets"));
+        // Every code of a category, and only those.
+        let retail = parse(&[("category", "retail outlets")])
+            .unwrap()
+            .mcc_codes()
+            .unwrap();
+        assert!(retail.contains(&"5411") && !retail.contains(&"0742"));
+        // A code outside the category: nothing can match, not "no filter".
+        let none = parse(&[("mcc", "0742"), ("category", "Retail outlets")]).unwrap();
+        assert_eq!(none.mcc_codes(), Some(vec![]));
     }
 
     #[test]

@@ -10,10 +10,9 @@
 
 use crate::corpus::{columns, Contact, Values};
 use crate::Result;
-use bizcontacts_domain::search::{MccFilter, SearchFilter};
+use bizcontacts_domain::contact::Mcc;
+use bizcontacts_domain::search::SearchFilter;
 use bizcontacts_domain::TenantId;
-use sqlx::postgres::PgArguments;
-use sqlx::query::Query;
 use sqlx::{PgConnection, PgExecutor, Postgres, Row};
 use std::collections::HashMap;
 use uuid::Uuid;
@@ -23,68 +22,164 @@ use uuid::Uuid;
 /// "Brightwater"), where pg_trgm's default of 0.6 does not.
 const WORD_SIMILARITY: f32 = 0.5;
 
-/// The WHERE clause of a filter over `contacts c`, with its arguments bound
-/// from `$first` on, in order: countries, categories, segments, types, MCC
-/// codes, range starts, range ends, q.
-fn where_clause(first: usize) -> String {
-    let p = |i: usize| format!("${}", first + i);
-    format!(
-        "c.active
-         AND (cardinality({0}::text[]) = 0 OR c.country = ANY({0}))
-         AND (cardinality({1}::text[]) = 0 OR c.category = ANY({1}))
-         AND (cardinality({2}::text[]) = 0 OR c.segment = ANY({2}))
-         AND (cardinality({3}::text[]) = 0 OR c.type = ANY({3}))
-         AND ((cardinality({4}::text[]) = 0 AND cardinality({5}::text[]) = 0)
-              OR c.mcc = ANY({4})
-              OR EXISTS (SELECT 1 FROM unnest({5}::text[], {6}::text[]) AS r(lo, hi)
-                         WHERE c.mcc BETWEEN r.lo AND r.hi))
-         AND ({7}::text IS NULL OR {7} <% contact_search_text(c.company_name, c.first_name, c.last_name))",
-        p(0),
-        p(1),
-        p(2),
-        p(3),
-        p(4),
-        p(5),
-        p(6),
-        p(7)
-    )
+/// A statement's bound value.
+#[derive(Debug, Clone)]
+enum Param {
+    Text(String),
+    Texts(Vec<String>),
+    Uuid(Uuid),
+    Int(i64),
 }
 
-fn bind_filter<'q>(
-    q: Query<'q, Postgres, PgArguments>,
-    f: &'q SearchFilter,
-) -> Query<'q, Postgres, PgArguments> {
-    let strs = |v: Vec<&'q str>| v.into_iter().map(str::to_string).collect::<Vec<String>>();
-    let mut codes = Vec::new();
-    let (mut lo, mut hi) = (Vec::new(), Vec::new());
-    for m in &f.mccs {
-        match m {
-            MccFilter::Code(c) => codes.push(c.as_str().to_string()),
-            MccFilter::Range(a, b) => {
-                lo.push(a.clone());
-                hi.push(b.clone());
+/// A search statement as it runs (`$n` placeholders and their values) and
+/// as text with the values inlined, which the benchmark hands to `pgbench`
+/// and docs/benchmarks.md to `EXPLAIN`: one builder, so what is measured is
+/// what runs.
+pub struct Statement {
+    sql: String,
+    inlined: String,
+    params: Vec<Param>,
+}
+
+impl Statement {
+    fn new(sql: &str) -> Self {
+        Statement {
+            sql: sql.to_string(),
+            inlined: sql.to_string(),
+            params: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, sql: &str) -> &mut Self {
+        self.sql.push_str(sql);
+        self.inlined.push_str(sql);
+        self
+    }
+
+    fn bind(&mut self, p: Param) -> &mut Self {
+        let quote = |s: &str| format!("'{}'", s.replace('\'', "''"));
+        let literal = match &p {
+            Param::Text(t) => quote(t),
+            Param::Texts(v) => format!(
+                "ARRAY[{}]::text[]",
+                v.iter().map(|t| quote(t)).collect::<Vec<_>>().join(",")
+            ),
+            Param::Uuid(u) => format!("'{u}'::uuid"),
+            Param::Int(i) => i.to_string(),
+        };
+        self.params.push(p);
+        self.sql.push_str(&format!("${}", self.params.len()));
+        self.inlined.push_str(&literal);
+        self
+    }
+
+    /// The statement with its values as SQL literals (quotes doubled), for
+    /// `EXPLAIN` and `pgbench`; the product only runs [`Self::query`].
+    pub fn inlined(&self) -> &str {
+        &self.inlined
+    }
+
+    fn query(&self) -> sqlx::query::Query<'_, Postgres, sqlx::postgres::PgArguments> {
+        self.params
+            .iter()
+            .fold(sqlx::query(&self.sql), |q, p| match p {
+                Param::Text(t) => q.bind(t),
+                Param::Texts(v) => q.bind(v),
+                Param::Uuid(u) => q.bind(u),
+                Param::Int(i) => q.bind(i),
+            })
+    }
+
+    /// `AND column = value`, or `= ANY(values)`; nothing when none.
+    fn values(&mut self, column: &str, values: Vec<&str>) {
+        match values.as_slice() {
+            [] => {}
+            [one] => {
+                self.push(&format!(" AND c.{column} = "))
+                    .bind(Param::Text(one.to_string()));
+            }
+            _ => {
+                self.push(&format!(" AND c.{column} = ANY("))
+                    .bind(Param::Texts(values.iter().map(|v| v.to_string()).collect()))
+                    .push(")");
             }
         }
     }
-    q.bind(strs(f.countries.iter().map(|c| c.as_str()).collect()))
-        .bind(strs(f.categories.clone()))
-        .bind(strs(f.segments.iter().map(|s| s.as_str()).collect()))
-        .bind(strs(f.types.iter().map(|t| t.as_str()).collect()))
-        .bind(codes)
-        .bind(lo)
-        .bind(hi)
-        .bind(f.q.clone())
+
+    /// Append the conditions of `f` on `contacts c` (after `c.active`).
+    /// Only the filters given appear, a single value as `=` and several as
+    /// `= ANY`: the planner then sees each shape for what it is and can read
+    /// a single value's index in id order. Category and MCC arrive as one
+    /// set of codes ([`SearchFilter::mcc_codes`]).
+    fn filter(&mut self, f: &SearchFilter) -> &mut Self {
+        self.push("c.active");
+        self.values("country", f.countries.iter().map(|c| c.as_str()).collect());
+        self.values("segment", f.segments.iter().map(|s| s.as_str()).collect());
+        self.values("type", f.types.iter().map(|t| t.as_str()).collect());
+        if let Some(codes) = f.mcc_codes() {
+            if codes.is_empty() {
+                // The MCC and category filters exclude each other.
+                self.push(" AND false");
+            }
+            self.values("mcc", codes);
+        }
+        if let Some(q) = &f.q {
+            self.push(" AND ")
+                .bind(Param::Text(q.clone()))
+                .push(" <% contact_search_text(c.company_name, c.first_name, c.last_name)");
+        }
+        self
+    }
+}
+
+/// The statement of a search page: the ids first, from the filter columns
+/// alone (so, without `q`, an index-only scan of a covering index, see the
+/// migration `search_covering`), then those few contacts' values.
+pub fn search_statement(
+    tenant: TenantId,
+    f: &SearchFilter,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Statement {
+    let mut st = Statement::new("SELECT c.id, c.corrected_fields, EXISTS (SELECT 1 FROM saved_contacts s WHERE s.tenant_id = ");
+    st.bind(Param::Uuid(tenant.0)).push(&format!(
+        " AND s.contact_id = c.id), {} FROM (SELECT c.id FROM contacts c WHERE ",
+        columns("c.")
+    ));
+    st.filter(f);
+    if let Some(after) = after {
+        st.push(" AND c.id > ").bind(Param::Uuid(after));
+    }
+    st.push(" ORDER BY c.id LIMIT ")
+        .bind(Param::Int(limit))
+        .push(") page JOIN contacts c ON c.id = page.id ORDER BY c.id");
+    st
+}
+
+/// The statement counting a facet: values of `col` (category facets count
+/// MCCs, see [`facets`]) among the matches in `from`, scaled by `scale`.
+fn facet_statement(f: &SearchFilter, col: &str, from: &str, scale: u32) -> Statement {
+    let mut st = Statement::new(&format!(
+        "SELECT c.{col}, (count(*) * {scale})::bigint FROM {from} WHERE "
+    ));
+    st.filter(f)
+        .push(&format!(" AND c.{col} IS NOT NULL GROUP BY 1"));
+    st
+}
+
+/// The statement of a facet as `facets` first tries it (exactly).
+pub fn facets_statement(f: &SearchFilter, by: FacetBy) -> Statement {
+    facet_statement(f, by.counted_column(), "contacts c", 1)
 }
 
 /// Settings of a search transaction: the similarity threshold of `<%`, and
 /// a plan made for the values at hand. The statement is prepared and cached
-/// per connection, and a generic plan cannot see that an empty filter's
-/// `cardinality($1) = 0 OR ...` is simply true, so it would scan every
-/// contact instead of using the filter's index.
+/// per connection; a generic plan would be chosen without the values, while
+/// the right plan depends on them (walk the id index for a dense value,
+/// read a rare MCC's entries and sort them).
 ///
-/// And a bound on its time ([`SEARCH_TIMEOUT_MS`]): combinations of dense
-/// filters still take seconds on millions of contacts (docs/benchmarks.md),
-/// and no request may hold a connection that long.
+/// And a bound on its time ([`SEARCH_TIMEOUT_MS`]): no request may hold a
+/// connection for long, whatever the planner makes of a shape.
 async fn set_threshold(tx: &mut PgConnection) -> Result<()> {
     sqlx::query(
         "SELECT set_config('pg_trgm.word_similarity_threshold', $1, true),
@@ -117,18 +212,10 @@ pub async fn search(
     limit: i64,
 ) -> Result<Vec<Found>> {
     set_threshold(tx).await?;
-    let sql = format!(
-        "SELECT c.id, c.corrected_fields,
-                EXISTS (SELECT 1 FROM saved_contacts s WHERE s.tenant_id = $1 AND s.contact_id = c.id),
-                {}
-         FROM contacts c
-         WHERE {} AND ($2::uuid IS NULL OR c.id > $2)
-         ORDER BY c.id LIMIT $3",
-        columns("c."),
-        where_clause(4)
-    );
-    let q = sqlx::query(&sql).bind(tenant.0).bind(after).bind(limit);
-    let rows = bind_filter(q, f).fetch_all(&mut *tx).await?;
+    let rows = search_statement(tenant, f, after, limit)
+        .query()
+        .fetch_all(&mut *tx)
+        .await?;
     rows.iter()
         .map(|r| {
             Ok(Found {
@@ -162,6 +249,16 @@ impl FacetBy {
             FacetBy::Type => "type",
         }
     }
+
+    /// The column counted: categories are counted by MCC and summed by
+    /// [`top_values`], as the covering indexes carry the code, not the
+    /// category derived from it.
+    fn counted_column(self) -> &'static str {
+        match self {
+            FacetBy::Category => "mcc",
+            other => other.column(),
+        }
+    }
 }
 
 /// Top values of a dimension among the contacts matching a filter.
@@ -175,44 +272,24 @@ pub struct Facets {
 /// scaled, and the answer says it is an estimate.
 const EXACT_FACETS_MS: u32 = 250;
 /// Values returned per dimension.
-const FACET_VALUES: i64 = 25;
+const FACET_VALUES: usize = 25;
 
 pub async fn facets(tx: &mut PgConnection, f: &SearchFilter, by: FacetBy) -> Result<Facets> {
     set_threshold(tx).await?;
-    let col = by.column();
-    let sql = |from: &str, scale: &str| {
-        format!(
-            "SELECT c.{col}, (count(*) * {scale})::bigint FROM {from}
-             WHERE {} AND c.{col} IS NOT NULL
-             GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT {FACET_VALUES}",
-            where_clause(1)
-        )
-    };
+    let col = by.counted_column();
+    let count = |from: &str, scale: u32| facet_statement(f, col, from, scale);
     sqlx::query("SAVEPOINT exact_facets")
         .execute(&mut *tx)
         .await?;
     sqlx::query(&format!("SET LOCAL statement_timeout = {EXACT_FACETS_MS}"))
         .execute(&mut *tx)
         .await?;
-    let exact = sql("contacts c", "1");
-    let rows: std::result::Result<Vec<(String, i64)>, sqlx::Error> =
-        bind_filter(sqlx::query(&exact), f)
-            .fetch_all(&mut *tx)
-            .await
-            .and_then(|rows| {
-                rows.iter()
-                    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-                    .collect()
-            });
-    match rows {
-        Ok(values) => {
+    let (rows, estimated) = match count("contacts c", 1).query().fetch_all(&mut *tx).await {
+        Ok(rows) => {
             sqlx::query("RELEASE SAVEPOINT exact_facets")
                 .execute(&mut *tx)
                 .await?;
-            Ok(Facets {
-                values,
-                estimated: false,
-            })
+            (rows, false)
         }
         Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("57014") => {
             // Cancelled by the timeout: count a sample instead, back under
@@ -221,21 +298,51 @@ pub async fn facets(tx: &mut PgConnection, f: &SearchFilter, by: FacetBy) -> Res
                 .execute(&mut *tx)
                 .await?;
             set_threshold(tx).await?;
-            let sampled = sql("contacts c TABLESAMPLE SYSTEM (1) REPEATABLE (1)", "100");
-            let rows = bind_filter(sqlx::query(&sampled), f)
-                .fetch_all(&mut *tx)
-                .await?;
-            let values = rows
-                .iter()
-                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-                .collect::<Result<_>>()?;
-            Ok(Facets {
-                values,
-                estimated: true,
-            })
+            let sampled = "contacts c TABLESAMPLE SYSTEM (1) REPEATABLE (1)";
+            (count(sampled, 100).query().fetch_all(&mut *tx).await?, true)
         }
-        Err(e) => Err(e.into()),
-    }
+        Err(e) => return Err(e.into()),
+    };
+    Ok(Facets {
+        values: top_values(
+            by,
+            rows.iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                .collect::<Result<_>>()?,
+        ),
+        estimated,
+    })
+}
+
+/// The [`FACET_VALUES`] largest counts, ties by value; MCC counts summed
+/// into their categories first when faceting by category.
+fn top_values(by: FacetBy, rows: Vec<(String, i64)>) -> Vec<(String, i64)> {
+    let mut values: Vec<(String, i64)> = if by == FacetBy::Category {
+        let mut sums: HashMap<&'static str, i64> = HashMap::new();
+        for (code, n) in &rows {
+            let category = Mcc::parse(code).map(|m| m.category()).unwrap_or("Other");
+            *sums.entry(category).or_default() += n;
+        }
+        sums.into_iter().map(|(c, n)| (c.to_string(), n)).collect()
+    } else {
+        rows
+    };
+    values.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    values.truncate(FACET_VALUES);
+    values
+}
+
+/// Vacuum and analyze the corpus after a bulk load. Searches read pages
+/// off covering indexes without visiting the table only where the
+/// visibility map says a page is all-visible, and plan with the value
+/// counts of the statistics; autovacuum gets there eventually, but after
+/// millions of fresh contacts the first searches would otherwise pay for
+/// it. Not in a transaction (VACUUM refuses one).
+pub async fn vacuum_corpus(db: impl PgExecutor<'_>) -> Result<()> {
+    sqlx::raw_sql("VACUUM (ANALYZE) contacts")
+        .execute(db)
+        .await?;
+    Ok(())
 }
 
 /// What saving one id did.

@@ -506,7 +506,8 @@ pub async fn review(
 /// every chunk (a bitmap scan and a sort) instead of the next rows off the
 /// index: measured on a 5,000,000-row seed, 6 s per 5,000-row chunk before
 /// an ANALYZE, 0.7 s after. Autovacuum would analyze eventually, too late
-/// for a review that follows at once. About a second, sampling.
+/// for a review that follows at once; the dedupe job analyzes again, as the
+/// review changed every row's status. About a second, sampling.
 pub async fn analyze(db: impl PgExecutor<'_>) -> Result<()> {
     sqlx::query("ANALYZE staged_rows").execute(db).await?;
     Ok(())

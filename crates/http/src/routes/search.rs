@@ -184,6 +184,12 @@ fn query_tag(tenant: TenantId, f: &SearchFilter) -> [u8; 12] {
     digest[..12].try_into().expect("12 of 32 bytes")
 }
 
+/// The cursor a page ending at `after` hands out for `f`: for clients that
+/// start deep in a result list they know (the search benchmark's deep page).
+pub fn cursor(tenant: TenantId, f: &SearchFilter, after: Uuid) -> String {
+    encode_cursor(after, query_tag(tenant, f))
+}
+
 fn encode_cursor(after: Uuid, tag: [u8; 12]) -> String {
     let mut bytes = after.as_bytes().to_vec();
     bytes.extend_from_slice(&tag);
