@@ -49,6 +49,40 @@ pub struct Settings {
     pub worker: WorkerSettings,
     pub imports: ImportSettings,
     pub dedupe: DedupeSettings,
+    pub highlevel: HighLevelSettings,
+    pub secrets: SecretsSettings,
+}
+
+/// HighLevel (the CRM): where its API and consent screens are, our app's
+/// credentials, and the keys its webhooks are signed with. Outside checks
+/// point these at their own fakes (`BIZCONTACTS__HIGHLEVEL__API_BASE_URL`...).
+#[derive(Debug, Clone, Deserialize)]
+pub struct HighLevelSettings {
+    pub api_base_url: String,
+    pub authorize_url: String,
+    pub whitelabel_authorize_url: String,
+    pub client_id: String,
+    pub client_secret: SecretString,
+    /// Where HighLevel sends the browser back; empty means
+    /// `<public_url>/v1/crm/oauth/callback`.
+    pub redirect_url: String,
+    /// PEM of the RSA key `x-wh-signature` is checked with.
+    pub webhook_rsa_public_key: String,
+    /// PEM of the Ed25519 key `x-ghl-signature` is checked with; empty: none.
+    pub webhook_ed25519_public_key: String,
+    /// Seconds a request to HighLevel may take.
+    pub timeout_secs: u64,
+}
+
+/// Keys of secrets at rest.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SecretsSettings {
+    /// Base64 of 32 bytes: the AES-256-GCM key new ciphertexts are sealed
+    /// with. Empty: `dev` makes one; production refuses to start.
+    pub encryption_key: SecretString,
+    /// Earlier keys, comma separated, still accepted for opening (until
+    /// `bizcontacts secrets rotate` has re-sealed everything).
+    pub previous_encryption_keys: SecretString,
 }
 
 /// Matching thresholds and chunking of the dedupe job (crates/matching).
@@ -220,6 +254,15 @@ impl Settings {
             .set_override_option("redis.url", var("REDIS_URL"))?
             .set_override_option("http.addr", var("BIZCONTACTS_HTTP_ADDR"))?;
         Ok(builder.build()?.try_deserialize()?)
+    }
+
+    /// Where HighLevel sends the browser back after consent.
+    pub fn highlevel_redirect_url(&self) -> String {
+        if self.highlevel.redirect_url.is_empty() {
+            format!("{}/v1/crm/oauth/callback", self.public_url())
+        } else {
+            self.highlevel.redirect_url.clone()
+        }
     }
 
     /// The base URL clients should use.

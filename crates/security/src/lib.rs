@@ -1,4 +1,5 @@
-//! Credentials: password hashing, opaque tokens, constant-time checks.
+//! Credentials: password hashing, opaque tokens, constant-time checks, and
+//! secrets sealed at rest ([`sealing`]).
 //!
 //! Passwords are low-entropy, so they get argon2id. Session tokens and API keys
 //! are 256-bit random strings we generate, so a plain SHA-256 is enough to make
@@ -8,6 +9,8 @@
 //! Token shapes: `bcs_<43 chars>` for sessions, `bci_<43 chars>` for
 //! invitations, `bck_<8-char prefix>_<43 chars>` for API keys. The prefix is stored in clear so people can recognise a key in
 //! a list; it is not secret and not enough to use the key.
+
+pub mod sealing;
 
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
