@@ -2,6 +2,9 @@
 
 use anyhow::Context;
 use bizcontacts_config::{ExposeSecret, LogFormat, Settings};
+use bizcontacts_highlevel::oauth::App;
+use bizcontacts_highlevel::session::Crm;
+use bizcontacts_highlevel::webhook::Verifier;
 use bizcontacts_http::throttle::{SignInGuard, SignInSettings};
 use bizcontacts_http::StateInner;
 use bizcontacts_queue::handler::Registry;
@@ -10,8 +13,10 @@ use bizcontacts_queue::relay::RelaySettings;
 use bizcontacts_queue::transport::Transport;
 use bizcontacts_queue::worker::WorkerConfig;
 use bizcontacts_queue::Redis;
+use bizcontacts_security::sealing::Keyring;
 use bizcontacts_security::PasswordHasherConfig;
 use bizcontacts_store::Store;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -103,6 +108,7 @@ pub async fn app_state(
     let redis = redis(settings).await?;
     let registry = bizcontacts_jobs::registry(&settings.dedupe);
     let ledger = ledger(settings, &store, &redis, &registry);
+    let store_pool = store.pool.clone();
     let a = &settings.auth;
     let sign_in = SignInGuard::new(
         redis.clone(),
@@ -132,7 +138,79 @@ pub async fn app_state(
         upload_timeout: Duration::from_secs(settings.imports.upload_timeout_secs),
         uploads_per_tenant: settings.imports.max_concurrent_uploads_per_tenant,
         sign_in,
+        crm: crm(settings, &store_pool)?,
+        crm_authorize_url: settings.highlevel.authorize_url.clone(),
+        crm_whitelabel_authorize_url: settings.highlevel.whitelabel_authorize_url.clone(),
+        webhooks: Verifier::new(
+            &settings.highlevel.webhook_rsa_public_key,
+            &settings.highlevel.webhook_ed25519_public_key,
+        )?,
     }))
+}
+
+/// What CRM sessions are made from (intake and workers alike).
+pub fn crm(settings: &Settings, pool: &sqlx::PgPool) -> anyhow::Result<Crm> {
+    let h = &settings.highlevel;
+    Ok(Crm {
+        client: bizcontacts_highlevel::Client::new(
+            &h.api_base_url,
+            Duration::from_secs(h.timeout_secs),
+        )?,
+        app: App {
+            client_id: h.client_id.clone(),
+            client_secret: h.client_secret.clone(),
+            redirect_url: settings.highlevel_redirect_url(),
+        },
+        keyring: Arc::new(keyring(settings)?),
+        pool: pool.clone(),
+    })
+}
+
+/// The keys secrets are sealed with. Production refuses to start without
+/// `secrets.encryption_key`; on a developer machine (`local`) a missing key
+/// is made once and kept in [`LOCAL_SECRETS`], which later starts read.
+pub fn keyring(settings: &Settings) -> anyhow::Result<Keyring> {
+    let s = &settings.secrets;
+    if s.encryption_key.expose_secret().trim().is_empty() && settings.environment == "local" {
+        let key = Keyring::generate_key();
+        write_local_secret(&key)?;
+        tracing::info!(
+            file = LOCAL_SECRETS,
+            "made a secrets.encryption_key for this machine"
+        );
+        return Ok(Keyring::new(&key.into(), &s.previous_encryption_keys)?);
+    }
+    Ok(Keyring::new(
+        &s.encryption_key,
+        &s.previous_encryption_keys,
+    )?)
+}
+
+/// Where a developer machine keeps the key `local` made (git ignores it).
+pub const LOCAL_SECRETS: &str = bizcontacts_config::LOCAL_SECRETS_FILE;
+
+fn write_local_secret(key: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let path = std::path::Path::new(LOCAL_SECRETS);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .create_new(true)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("cannot create {LOCAL_SECRETS}; set secrets.encryption_key"))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    writeln!(
+        file,
+        "# Made by bizcontacts on first start: the key CRM secrets are sealed with on\n\
+         # this machine. Keep it; losing it means connecting the CRM again.\nsecrets:\n  encryption_key: \"{key}\""
+    )?;
+    Ok(())
 }
 
 /// A token cancelled on SIGINT or SIGTERM.

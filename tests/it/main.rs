@@ -4,11 +4,13 @@
 //! run, and its own Redis key prefix, so tests run in parallel and leave
 //! nothing behind. See `harness.rs`.
 
+mod fakes;
 mod harness;
 
 mod abuse;
 mod bad_input;
 mod cli;
+mod crm;
 mod dedupe;
 mod http_basics;
 mod identity;

@@ -4,6 +4,7 @@
 //! The route table below must list every operation of `/openapi.json`; the
 //! test fails when a route is added without joining it.
 
+use crate::fakes::highlevel::FakeHighLevel;
 use crate::harness::{TestApp, TestUser};
 use bizcontacts_domain::access::{system_permissions, tenant_permissions};
 use bizcontacts_domain::{PackageName, Permission, Role, SystemRole, TenantId};
@@ -73,6 +74,12 @@ enum Route {
     AdminQuarantine,
     AdminStartSweep,
     AdminGetSweep,
+    CrmConnect,
+    CrmCallback,
+    CrmPrivateIntegration,
+    CrmConnection,
+    CrmDisconnect,
+    HighLevelWebhook,
 }
 
 const ROUTES: &[Route] = &[
@@ -125,6 +132,12 @@ const ROUTES: &[Route] = &[
     Route::AdminQuarantine,
     Route::AdminStartSweep,
     Route::AdminGetSweep,
+    Route::CrmConnect,
+    Route::CrmCallback,
+    Route::CrmPrivateIntegration,
+    Route::CrmConnection,
+    Route::CrmDisconnect,
+    Route::HighLevelWebhook,
 ];
 
 impl Route {
@@ -345,6 +358,30 @@ impl Route {
                 "/v1/admin/dedupe/sweeps/{job_id}",
                 Need::System(P::AdminMonitor),
             ),
+            Route::CrmConnect => (
+                Method::POST,
+                "/v1/tenants/{tenant_id}/crm/connect",
+                Need::Tenant(P::CrmConnect),
+            ),
+            // Public: the state is the proof (422 here, with none).
+            Route::CrmCallback => (Method::GET, "/v1/crm/oauth/callback", Need::Public),
+            Route::CrmPrivateIntegration => (
+                Method::PUT,
+                "/v1/tenants/{tenant_id}/crm/private-integration",
+                Need::Tenant(P::CrmConnect),
+            ),
+            Route::CrmConnection => (
+                Method::GET,
+                "/v1/tenants/{tenant_id}/crm/connection",
+                Need::TenantAny(P::CrmSync, P::CrmConnect),
+            ),
+            Route::CrmDisconnect => (
+                Method::DELETE,
+                "/v1/tenants/{tenant_id}/crm/connection",
+                Need::Tenant(P::CrmConnect),
+            ),
+            // Public: the signature is the proof (401 here, with none).
+            Route::HighLevelWebhook => (Method::POST, "/v1/webhooks/highlevel", Need::Public),
         }
     }
 }
@@ -429,7 +466,27 @@ struct Ctx<'a> {
     owner: TestUser,
 }
 
+/// The Private Integration key the matrix's fake HighLevel accepts.
+const MATRIX_KEY: &str = "matrix-private-integration-key";
+
 impl Ctx<'_> {
+    /// The tenant connected to its CRM (by its owner, through the API).
+    async fn connected(&self) {
+        let res = self
+            .app
+            .client
+            .put(self.app.url(&format!(
+                "/v1/tenants/{}/crm/private-integration",
+                self.tenant
+            )))
+            .bearer_auth(&self.owner.token)
+            .json(&json!({ "token": MATRIX_KEY, "location_id": "loc-m" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+    }
+
     /// A job row of the tenant in the given status, written directly.
     async fn job(&self, tenant: Option<TenantId>, status: &str) -> uuid::Uuid {
         let id = uuid::Uuid::now_v7();
@@ -685,6 +742,19 @@ impl Ctx<'_> {
                 )
             }
             Route::AdminStartSweep => (template.to_string(), Some(json!({ "apply": false }))),
+            Route::CrmConnect => (
+                template.replace("{tenant_id}", &t.to_string()),
+                Some(json!({})),
+            ),
+            Route::CrmPrivateIntegration => (
+                template.replace("{tenant_id}", &t.to_string()),
+                Some(json!({ "token": MATRIX_KEY, "location_id": "loc-m" })),
+            ),
+            Route::CrmConnection | Route::CrmDisconnect => {
+                self.connected().await;
+                (template.replace("{tenant_id}", &t.to_string()), None)
+            }
+            Route::HighLevelWebhook => (template.to_string(), Some(json!({ "type": "INSTALL" }))),
             Route::AdminGetSweep => {
                 let job = self.job(None, "succeeded").await;
                 sqlx::query("INSERT INTO sweeps (job_id, apply) VALUES ($1, false)")
@@ -702,7 +772,14 @@ impl Ctx<'_> {
 
 #[tokio::test]
 async fn every_route_answers_every_caller_as_the_matrix_says() {
-    let app = TestApp::spawn().await;
+    let fake = FakeHighLevel::start().await;
+    fake.add_location("loc-m", "Matrix Location");
+    fake.private_key(MATRIX_KEY, "loc-m");
+    let app = TestApp::spawn_with(crate::harness::TestDb::new().await, |s| {
+        s.highlevel.api_base_url = fake.base.clone();
+        s.highlevel.client_id = "matrix-client".into();
+    })
+    .await;
     let tenant = app.tenant(PackageName::Enterprise).await;
     let owner = app.member(tenant, Role::OrgAdmin).await;
     let foreign_tenant = app.tenant(PackageName::Enterprise).await;
@@ -761,6 +838,12 @@ async fn every_route_answers_every_caller_as_the_matrix_says() {
             // Logout is for sessions; a key gets a clear 400 instead.
             if matches!(route, Route::Logout) && caller.is_key() {
                 expected = 400;
+            }
+            // Public routes proven otherwise: no state, no signature.
+            match route {
+                Route::CrmCallback => expected = 422,
+                Route::HighLevelWebhook => expected = 401,
+                _ => {}
             }
             // A key of the one scope users:manage holds none of a role's
             // permissions, so it can grant, change or remove no role.

@@ -26,6 +26,11 @@ const ENVIRONMENTS: &[(&str, &str)] = &[
     ("test", include_str!("../../../config/test.yaml")),
 ];
 
+/// On a developer machine (`local`), read after the yaml layers when it
+/// exists: `bizcontacts dev` keeps the secrets key it made here. Relative to
+/// the working directory (the repository, for `scripts/dev`).
+pub const LOCAL_SECRETS_FILE: &str = "config/local.secrets.yaml";
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("unknown environment {0:?} in BIZCONTACTS_ENV; expected local, production or test")]
@@ -241,6 +246,11 @@ impl Settings {
             .add_source(config::File::from_str(BASE, config::FileFormat::Yaml))
             .add_source(config::File::from_str(layer, config::FileFormat::Yaml))
             .set_override("environment", environment)?;
+        if environment == "local" && process_env {
+            builder = builder.add_source(
+                config::File::new(LOCAL_SECRETS_FILE, config::FileFormat::Yaml).required(false),
+            );
+        }
         if process_env {
             builder = builder.add_source(
                 config::Environment::with_prefix("BIZCONTACTS")

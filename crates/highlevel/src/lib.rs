@@ -6,6 +6,10 @@
 //!   (`highlevel.api_base_url`), a time bound on every call.
 //! - [`oauth`]: the consent URL, the code exchange and the refresh (the
 //!   `oauth2` crate, form-encoded with `user_type=Location`).
+//! - [`session`]: [`session::Crm`] hands CRM jobs a [`session::HighLevelSession`]
+//!   for a tenant: the connection's token opened, refreshed before expiry
+//!   and once on a 401, one refresh at a time per connection across every
+//!   worker process (the connection's row lock).
 //! - [`webhook`]: signature checks over the raw body (`x-wh-signature`
 //!   RSA-SHA256, `x-ghl-signature` Ed25519) and the events we act on.
 //!
@@ -14,6 +18,7 @@
 //! into the `Authorization` header.
 
 pub mod oauth;
+pub mod session;
 pub mod webhook;
 
 use secrecy::{ExposeSecret, SecretString};

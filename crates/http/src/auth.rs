@@ -261,6 +261,13 @@ pub mod perm {
         const PERMISSION: Permission = Permission::ImportsWrite;
         const OR: Option<Permission> = Some(Permission::ImportsReview);
     }
+
+    /// Seeing the CRM connection: who syncs with it and who manages it.
+    pub struct CrmRead;
+    impl Requires for CrmRead {
+        const PERMISSION: Permission = Permission::CrmSync;
+        const OR: Option<Permission> = Some(Permission::CrmConnect);
+    }
 }
 
 /// A request inside one tenant, by a principal holding `P` there.

@@ -41,6 +41,13 @@ pub struct Inner {
     pub uploads_per_tenant: usize,
     /// Sign-in throttling and the bound on concurrent password hashing.
     pub sign_in: crate::throttle::SignInGuard,
+    /// HighLevel: the client, our app, the keys secrets are sealed with.
+    pub crm: bizcontacts_highlevel::session::Crm,
+    /// The consent pages (`highlevel.authorize_url`, `.whitelabel_authorize_url`).
+    pub crm_authorize_url: String,
+    pub crm_whitelabel_authorize_url: String,
+    /// The keys HighLevel webhooks are checked with.
+    pub webhooks: bizcontacts_highlevel::webhook::Verifier,
 }
 
 impl AppState {

@@ -10,6 +10,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod corpus;
 pub mod corrections;
+pub mod crm;
 pub mod db;
 pub mod error;
 pub mod idempotency;

@@ -8,6 +8,7 @@ pub mod admin_corpus;
 pub mod admin_jobs;
 pub mod api_keys;
 pub mod contacts;
+pub mod crm;
 pub mod health;
 pub mod import_matches;
 pub mod import_review;
@@ -19,6 +20,7 @@ pub mod saved;
 pub mod search;
 pub mod session;
 pub mod usage;
+pub mod webhooks;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -37,5 +39,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(contacts::router())
         .merge(search::router())
         .merge(saved::router())
+        .merge(crm::router())
+        .merge(webhooks::router())
         .merge(admin_corpus::router())
 }
