@@ -39,6 +39,18 @@ pub enum Command {
         #[arg(long)]
         tenant: Option<uuid::Uuid>,
     },
+    /// Secrets at rest.
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SecretsCommand {
+    /// Re-seal every stored secret (CRM tokens and keys) with the current
+    /// secrets.encryption_key; the old key must be in
+    /// secrets.previous_encryption_keys. Prints how many were re-sealed;
+    /// afterwards the old key can be dropped.
+    Rotate,
 }
 
 #[derive(Subcommand, Debug)]

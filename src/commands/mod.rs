@@ -2,11 +2,12 @@
 
 mod admin;
 mod dev;
+mod secrets;
 pub mod seed;
 mod serve;
 pub mod work;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, SecretsCommand};
 use crate::runtime;
 use bizcontacts_config::Settings;
 use bizcontacts_domain::TenantId;
@@ -54,6 +55,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let seeded = seed::run(&settings, contacts, tenant.map(TenantId), true).await?;
             // Like the other admin commands: the id alone on stdout.
             println!("{}", seeded.import_id);
+            Ok(())
+        }
+        Command::Secrets(SecretsCommand::Rotate) => {
+            runtime::init_logging(&settings, Some("warn"));
+            let n = secrets::rotate(&settings).await?;
+            println!("{n}");
             Ok(())
         }
     }

@@ -578,3 +578,52 @@ async fn webhooks_are_verified_fresh_once_and_take_effect() {
     assert!(token.is_none());
     assert_eq!(c.audit("crm.uninstalled").await.len(), 1);
 }
+
+#[tokio::test]
+async fn secrets_rotate_reseals_with_the_new_key() {
+    let c = setup().await;
+    c.fake.private_key("pit-rotate", "loc-1");
+    let res = c
+        .app
+        .client
+        .put(c.app.url(&c.path("private-integration")))
+        .bearer_auth(&c.admin)
+        .json(&json!({ "token": "pit-rotate", "location_id": "loc-1" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let old_key = c.app.settings.secrets.encryption_key.clone();
+    let new_key = bizcontacts_security::sealing::Keyring::generate_key();
+    let mut env = crate::harness::bin_env(&c.app.db, &c.app.redis, "127.0.0.1:0");
+    env.push((
+        "BIZCONTACTS__SECRETS__ENCRYPTION_KEY".into(),
+        new_key.clone(),
+    ));
+    env.push((
+        "BIZCONTACTS__SECRETS__PREVIOUS_ENCRYPTION_KEYS".into(),
+        secrecy::ExposeSecret::expose_secret(&old_key).to_string(),
+    ));
+    let (status, out, err) = crate::harness::run_bin(&["secrets", "rotate"], &env);
+    assert!(status.success(), "{err}");
+    assert_eq!(out.trim(), "1");
+    // Only the new key is needed now: a session opens the key and calls.
+    let mut settings = c.app.settings.clone();
+    settings.secrets.encryption_key = new_key.into();
+    let crm = bizcontacts::runtime::crm(&settings, &c.app.store.pool).unwrap();
+    let mut session = crm.session(c.tenant).await.unwrap();
+    session
+        .call(|client, token| async move { client.location(&token, "loc-1").await })
+        .await
+        .unwrap();
+    // The old key alone no longer opens it; nothing is left to re-seal.
+    let mut old = c.app.settings.clone();
+    old.secrets.encryption_key = old_key;
+    let crm = bizcontacts::runtime::crm(&old, &c.app.store.pool).unwrap();
+    assert!(matches!(
+        crm.session(c.tenant).await,
+        Err(SessionError::Unreadable(_))
+    ));
+    let (_, out, _) = crate::harness::run_bin(&["secrets", "rotate"], &env);
+    assert_eq!(out.trim(), "0");
+}

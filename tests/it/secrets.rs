@@ -2,6 +2,7 @@
 //! debug logging, then look for them everywhere: every log line, every
 //! response (headers and bodies), every text column of the database.
 
+use crate::fakes::highlevel::{FakeHighLevel, CLIENT_ID, CLIENT_SECRET};
 use crate::harness::{bin_env, free_addr, run_bin, wait_ready, TestDb, TestRedis, BIN};
 use bizcontacts_store::Store;
 use std::process::Stdio;
@@ -11,6 +12,11 @@ use tokio::io::AsyncReadExt;
 const PASSWORD: &str = "Planted-Secret-Password-0xC0FFEE";
 /// The password an invitee chooses when accepting.
 const INVITEE_PASSWORD: &str = "Planted-Invitee-Password-0xBEEF";
+/// HighLevel secrets: what the fake hands out on the OAuth exchange, the
+/// Private Integration key an admin saves, and our app's client secret.
+const ACCESS_TOKEN: &str = "Planted-HighLevel-Access-0xA11CE";
+const REFRESH_TOKEN: &str = "Planted-HighLevel-Refresh-0xB0B";
+const PRIVATE_KEY: &str = "Planted-Private-Integration-0xCAFE";
 
 #[tokio::test]
 async fn planted_secrets_never_appear_in_clear() {
@@ -67,9 +73,16 @@ async fn planted_secrets_never_appear_in_clear() {
     let key = key.trim().to_string();
     assert!(key.starts_with("bck_"));
 
+    let fake = FakeHighLevel::start().await;
+    fake.add_location("loc-s", "Secretive Sub-Account");
+    fake.private_key(PRIVATE_KEY, "loc-s");
+    fake.plant_tokens(ACCESS_TOKEN, REFRESH_TOKEN);
     let mut server = tokio::process::Command::new(BIN)
         .arg("serve")
         .envs(env.iter().cloned())
+        .env("BIZCONTACTS__HIGHLEVEL__API_BASE_URL", &fake.base)
+        .env("BIZCONTACTS__HIGHLEVEL__CLIENT_ID", CLIENT_ID)
+        .env("BIZCONTACTS__HIGHLEVEL__CLIENT_SECRET", CLIENT_SECRET)
         .env("RUST_LOG", "debug")
         .env("BIZCONTACTS__LOG__FORMAT", "json")
         .stdout(Stdio::piped())
@@ -186,6 +199,62 @@ async fn planted_secrets_never_appear_in_clear() {
         )
         .await;
     }
+    // The CRM: a Private Integration key (refused once, with the key in a
+    // wrong place, then saved), then OAuth with planted tokens.
+    let crm = format!("{base}/v1/tenants/{tenant}/crm");
+    for (token, location) in [
+        (format!("{PRIVATE_KEY}-wrong"), "loc-s"),
+        (PRIVATE_KEY.to_string(), "loc-s"),
+    ] {
+        responses += &record(
+            client
+                .put(format!("{crm}/private-integration"))
+                .bearer_auth(&session)
+                .json(&serde_json::json!({ "token": token, "location_id": location }))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+    }
+    let start: serde_json::Value = client
+        .post(format!("{crm}/connect"))
+        .bearer_auth(&session)
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let url = reqwest::Url::parse(start["authorization_url"].as_str().unwrap()).unwrap();
+    let state = url
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .unwrap()
+        .1
+        .into_owned();
+    let code = fake.grant(
+        "loc-s",
+        "contacts.readonly contacts.write locations.readonly",
+    );
+    let callback = client
+        .get(format!("{base}/v1/crm/oauth/callback"))
+        .query(&[("code", code.as_str()), ("state", state.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(callback.status(), 200);
+    responses += &record(callback).await;
+    responses += &record(
+        client
+            .get(format!("{crm}/connection"))
+            .bearer_auth(&session)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     responses += &record(client.get(format!("{base}/metrics")).send().await.unwrap()).await;
 
     // Stop the server and collect everything it wrote.
@@ -222,6 +291,13 @@ async fn planted_secrets_never_appear_in_clear() {
         database.contains("keeper@example.com"),
         "the dump reads the tables"
     );
+    let connected: String =
+        sqlx::query_scalar("SELECT status FROM crm_connections WHERE tenant_id = $1::uuid")
+            .bind(&tenant)
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+    assert_eq!(connected, "connected", "the OAuth flow ran");
     store.pool.close().await;
 
     for secret in [
@@ -232,6 +308,10 @@ async fn planted_secrets_never_appear_in_clear() {
         &key[12..],
         invitation.as_str(),
         &invitation[4..],
+        ACCESS_TOKEN,
+        REFRESH_TOKEN,
+        PRIVATE_KEY,
+        CLIENT_SECRET,
     ] {
         assert!(!logs.contains(secret), "secret {secret:.8}... in logs");
         if let Some(i) = responses.find(secret) {

@@ -30,6 +30,10 @@ pub enum SessionError {
     NotConnected,
     #[error("the CRM connection needs an admin to connect again: {0}")]
     NeedsReconnect(String),
+    /// A configuration fault, not the connection's: the key that sealed a
+    /// stored secret is not configured (see `bizcontacts secrets rotate`).
+    #[error("a stored CRM secret cannot be opened: {0}")]
+    Unreadable(String),
     #[error(transparent)]
     HighLevel(#[from] Error),
     #[error("store: {0}")]
@@ -114,7 +118,7 @@ impl Crm {
     ) -> Result<SecretString, SessionError> {
         self.keyring
             .open(sealed, &crm::secret_place(tenant, which))
-            .map_err(|e| SessionError::NeedsReconnect(format!("stored {which} unreadable: {e}")))
+            .map_err(|e| SessionError::Unreadable(format!("{which}: {e}")))
     }
 
     /// Mark the connection `needs_reconnect` and audit why.

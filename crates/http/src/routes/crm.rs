@@ -157,8 +157,9 @@ impl From<Connection> for ConnectionView {
 #[utoipa::path(get, path = "/v1/crm/oauth/callback", tag = "crm",
     params(CallbackParams),
     responses((status = 200, body = ConnectionView),
-        (status = 400, body = Problem, description = "unknown, reused or expired state; a failed exchange"),
-        (status = 403, body = Problem, description = "the admin declined, or did not grant every scope")))]
+        (status = 403, body = Problem, description = "the admin declined, or did not grant every scope"),
+        (status = 422, body = Problem, description = "missing, unknown, reused or expired state; a code HighLevel refused"),
+        (status = 503, body = Problem, description = "HighLevel could not be reached")))]
 #[tracing::instrument(skip_all)]
 async fn callback(
     State(state): State<AppState>,
