@@ -46,6 +46,8 @@ async fn axum_serve(
 }
 
 pub async fn worker(settings: &Settings) -> anyhow::Result<()> {
+    // CRM jobs open sealed tokens: a worker without the key must not start.
+    runtime::keyring(settings)?;
     worker_with(settings, bizcontacts_jobs::registry(&settings.dedupe)).await
 }
 

@@ -282,3 +282,25 @@ async fn seed_fills_the_corpus_through_the_import_path() {
     );
     store.pool.close().await;
 }
+
+#[tokio::test]
+async fn production_refuses_to_start_without_a_secrets_key() {
+    let db = TestDb::new().await;
+    let redis = TestRedis::new();
+    let mut env = bin_env(&db, &redis, &free_addr());
+    env.retain(|(k, _)| k != "BIZCONTACTS_ENV");
+    env.push(("BIZCONTACTS_ENV".into(), "production".into()));
+    for command in ["serve", "worker"] {
+        let (status, _, err) = run_bin(&[command], &env);
+        assert!(!status.success(), "{command} started without a key");
+        assert!(err.contains("secrets.encryption_key"), "{command}: {err}");
+    }
+    // A key that is not 32 bytes of base64 is refused too.
+    env.push((
+        "BIZCONTACTS__SECRETS__ENCRYPTION_KEY".into(),
+        "c2hvcnQ=".into(),
+    ));
+    let (status, _, err) = run_bin(&["serve"], &env);
+    assert!(!status.success());
+    assert!(err.contains("not base64 of 32 bytes"), "{err}");
+}
