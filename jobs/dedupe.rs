@@ -213,6 +213,11 @@ impl DedupeJob {
                 .context("writing merges")?;
             tx.commit().await?;
             done += rows.len() as i64;
+            if done / corpus::ANALYZE_EVERY_ROWS
+                != (done - rows.len() as i64) / corpus::ANALYZE_EVERY_ROWS
+            {
+                corpus::analyze(&pool).await.context("analyze")?;
+            }
             let message = format!("{merged} merged, {created} created, {waiting} for review");
             ctx.progress(done, Some(total), Some(&message)).await?;
         }

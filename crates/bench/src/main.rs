@@ -106,6 +106,9 @@ enum Bench {
         /// Write each shape's EXPLAIN (ANALYZE, BUFFERS) here.
         #[arg(long)]
         explain: Option<std::path::PathBuf>,
+        /// Only these classes of the mix: filtered, text, facets.
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
     },
 }
 
@@ -155,8 +158,10 @@ async fn run(bench: Bench) -> anyhow::Result<()> {
             seconds,
             clients,
             explain,
+            only,
         } => {
             let o = search::Options {
+                only,
                 contacts,
                 database,
                 seconds,

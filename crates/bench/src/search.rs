@@ -43,6 +43,14 @@ enum Class {
 }
 
 impl Class {
+    fn key(self) -> &'static str {
+        match self {
+            Class::Filtered => "filtered",
+            Class::Text => "text",
+            Class::Facets => "facets",
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             Class::Filtered => "filtered, no q",
@@ -103,6 +111,9 @@ const MIX: &[(&str, Class, &str)] = &[
 const LIMIT: i64 = 50;
 
 pub struct Options {
+    /// Run only the shapes of these classes (`filtered`, `text`, `facets`);
+    /// empty: the whole mix.
+    pub only: Vec<String>,
     pub contacts: usize,
     pub database: String,
     pub seconds: u64,
@@ -164,7 +175,12 @@ pub async fn run(settings: &Settings, o: Options) -> anyhow::Result<()> {
         &[Permission::ContactsSearch],
     )
     .await?;
-    let shapes = shapes(&store, intake.tenant).await?;
+    let shapes: Vec<Shape> = shapes(&store, intake.tenant)
+        .await?
+        .into_iter()
+        .filter(|s| o.only.is_empty() || o.only.iter().any(|c| c == s.class.key()))
+        .collect();
+    anyhow::ensure!(!shapes.is_empty(), "--only names no class of the mix");
     if let Some(path) = &o.explain {
         explain(&store, &shapes, path).await?;
         println!("plans written to {}", path.display());
@@ -177,16 +193,26 @@ pub async fn run(settings: &Settings, o: Options) -> anyhow::Result<()> {
     for s in &shapes {
         get(&http, &intake, s).await?;
     }
+    // Over HTTP first, every level; then the intake and its pool go, so
+    // that pgbench's connections fit under Postgres's max_connections.
+    let mut over = Vec::new();
+    for &clients in &o.clients {
+        over.push(over_http(&http, &intake, &shapes, clients, o.seconds).await?);
+    }
+    drop(intake);
+    store.pool.close().await;
     let scripts = tempfile::tempdir()?;
     println!(
         "\n{:>7} | {:<14} | {:>9} {:>9} {:>8} | {:>9} {:>9} {:>8} | {:>6}",
         "clients", "class", "http p50", "http p99", "req/s", "pg p50", "pg p99", "tx/s", "p99 x"
     );
-    for &clients in &o.clients {
-        let over_http = over_http(&http, &intake, &shapes, clients, o.seconds).await?;
+    for (&clients, over_http) in o.clients.iter().zip(&over) {
         let alone = pgbench(&url, &shapes, clients, o.seconds, scripts.path()).await?;
         for class in [Class::Filtered, Class::Text, Class::Facets] {
-            let h = summary(&over_http, &shapes, class, o.seconds);
+            if !shapes.iter().any(|s| s.class == class) {
+                continue;
+            }
+            let h = summary(over_http, &shapes, class, o.seconds);
             let p = summary(&alone, &shapes, class, o.seconds);
             println!(
                 "{clients:>7} | {:<14} | {:>7.1}ms {:>7.1}ms {:>8.0} | {:>7.1}ms {:>7.1}ms {:>8.0} | {:>6.1}",
@@ -200,27 +226,24 @@ pub async fn run(settings: &Settings, o: Options) -> anyhow::Result<()> {
                 h.p99 / p.p99.max(0.001)
             );
         }
-        let mut worst: Vec<(f64, &str)> = shapes
-            .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                (
-                    percentile(over_http.get(&i).map_or(&[][..], |v| v), 0.99),
-                    s.name,
-                )
-            })
-            .collect();
-        worst.sort_by(|a, b| b.0.total_cmp(&a.0));
-        println!(
-            "{:>7}   slowest p99 over HTTP: {}",
-            "",
-            worst
+        for (label, l) in [("HTTP", over_http), ("pgbench", &alone)] {
+            let mut worst: Vec<(f64, &str)> = shapes
                 .iter()
-                .take(3)
-                .map(|(ms, n)| format!("{n} {ms:.1}ms"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
+                .enumerate()
+                .map(|(i, s)| (percentile(l.get(&i).map_or(&[][..], |v| v), 0.99), s.name))
+                .collect();
+            worst.sort_by(|a, b| b.0.total_cmp(&a.0));
+            println!(
+                "{:>7}   slowest p99 by {label}: {}",
+                "",
+                worst
+                    .iter()
+                    .take(3)
+                    .map(|(ms, n)| format!("{n} {ms:.1}ms"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
     }
     Ok(())
 }
@@ -246,9 +269,11 @@ async fn shapes(store: &Store, tenant: TenantId) -> anyhow::Result<Vec<Shape>> {
                     Some("segment") => FacetBy::Segment,
                     _ => FacetBy::Type,
                 };
+                let mut conn = store.pool.acquire().await?;
+                let (statement, _) = facets_statement(&mut conn, &f, by).await?;
                 (
                     format!("/v1/tenants/{tenant}/contacts/facets?{query}"),
-                    facets_statement(&f, by),
+                    statement,
                 )
             }
             _ if name.starts_with("deep") => {
@@ -364,7 +389,8 @@ async fn pgbench(
         // The search transaction's own settings.
         .env(
             "PGOPTIONS",
-            "-c pg_trgm.word_similarity_threshold=0.5 -c plan_cache_mode=force_custom_plan",
+            "-c pg_trgm.word_similarity_threshold=0.5 -c plan_cache_mode=force_custom_plan \
+             -c max_parallel_workers_per_gather=0",
         );
     for (i, s) in shapes.iter().enumerate() {
         let script = dir.join(format!("shape{i}.sql"));
@@ -439,7 +465,8 @@ async fn explain(store: &Store, shapes: &[Shape], path: &Path) -> anyhow::Result
     let mut conn = store.pool.acquire().await?;
     sqlx::query(
         "SELECT set_config('pg_trgm.word_similarity_threshold', '0.5', false),
-                set_config('plan_cache_mode', 'force_custom_plan', false)",
+                set_config('plan_cache_mode', 'force_custom_plan', false),
+                set_config('max_parallel_workers_per_gather', '0', false)",
     )
     .execute(&mut *conn)
     .await?;

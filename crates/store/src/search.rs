@@ -158,22 +158,19 @@ pub fn search_statement(
 
 /// The statement counting a facet: values of `col` (category facets count
 /// MCCs, see [`facets`]) among the matches in `from`, scaled by `scale`.
-fn facet_statement(f: &SearchFilter, col: &str, from: &str, scale: u32) -> Statement {
+fn facet_statement(f: &SearchFilter, col: &str, from: &str, scale: f64) -> Statement {
     let mut st = Statement::new(&format!(
-        "SELECT c.{col}, (count(*) * {scale})::bigint FROM {from} WHERE "
+        "SELECT c.{col}, round(count(*) * {scale})::bigint FROM {from} WHERE "
     ));
     st.filter(f)
         .push(&format!(" AND c.{col} IS NOT NULL GROUP BY 1"));
     st
 }
 
-/// The statement of a facet as `facets` first tries it (exactly).
-pub fn facets_statement(f: &SearchFilter, by: FacetBy) -> Statement {
-    facet_statement(f, by.counted_column(), "contacts c", 1)
-}
-
 /// Settings of a search transaction: the similarity threshold of `<%`, and
-/// a plan made for the values at hand. The statement is prepared and cached
+/// a plan made for the values at hand, and no parallel workers: every
+/// search plan reads a bounded part of an index, where workers only add
+/// processes competing for the same cores under concurrent searches. The statement is prepared and cached
 /// per connection; a generic plan would be chosen without the values, while
 /// the right plan depends on them (walk the id index for a dense value,
 /// read a rare MCC's entries and sort them).
@@ -184,6 +181,7 @@ async fn set_threshold(tx: &mut PgConnection) -> Result<()> {
     sqlx::query(
         "SELECT set_config('pg_trgm.word_similarity_threshold', $1, true),
                 set_config('plan_cache_mode', 'force_custom_plan', true),
+                set_config('max_parallel_workers_per_gather', '0', true),
                 set_config('statement_timeout', $2, true)",
     )
     .bind(WORD_SIMILARITY.to_string())
@@ -264,54 +262,113 @@ impl FacetBy {
 /// Top values of a dimension among the contacts matching a filter.
 pub struct Facets {
     pub values: Vec<(String, i64)>,
-    /// True when counted on a sample because the exact count took too long.
+    /// True when counted on a sample (too many matches to count each).
     pub estimated: bool,
 }
 
-/// The exact count gets this long; past it, a 1% block sample is counted and
-/// scaled, and the answer says it is an estimate.
+/// Matches the planner expects above which facets are counted on a sample:
+/// counting is about 3 µs a match off a covering index, so this bounds an
+/// exact answer to about 150 ms.
+const EXACT_FACETS_MAX_ROWS: f64 = 50_000.0;
+/// And a bound on the exact count's time, should the estimate be wrong.
 const EXACT_FACETS_MS: u32 = 250;
+/// Rows a sample should read: about 1% of 5,000,000 contacts.
+const SAMPLE_ROWS: f64 = 50_000.0;
 /// Values returned per dimension.
 const FACET_VALUES: usize = 25;
 
 pub async fn facets(tx: &mut PgConnection, f: &SearchFilter, by: FacetBy) -> Result<Facets> {
     set_threshold(tx).await?;
     let col = by.counted_column();
-    let count = |from: &str, scale: u32| facet_statement(f, col, from, scale);
+    let (rows, estimated) = match facets_statement(tx, f, by).await? {
+        (exact, false) => match exact_counts(tx, &exact).await? {
+            Some(rows) => (rows, false),
+            None => (
+                sampled(tx, f, col)
+                    .await?
+                    .query()
+                    .fetch_all(&mut *tx)
+                    .await?,
+                true,
+            ),
+        },
+        (sample, true) => (sample.query().fetch_all(&mut *tx).await?, true),
+    };
+    let rows = rows
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect::<Result<_>>()?;
+    Ok(Facets {
+        values: top_values(by, rows),
+        estimated,
+    })
+}
+
+/// How many contacts the planner expects `f` to match (its statistics; a
+/// planning round trip, no execution).
+async fn expected_matches(tx: &mut PgConnection, f: &SearchFilter) -> Result<f64> {
+    let mut st = Statement::new("EXPLAIN (FORMAT JSON) SELECT 1 FROM contacts c WHERE ");
+    st.filter(f);
+    let plan: serde_json::Value = st.query().fetch_one(&mut *tx).await?.try_get(0)?;
+    Ok(plan[0]["Plan"]["Plan Rows"].as_f64().unwrap_or(f64::MAX))
+}
+
+/// The statement a facet count runs, and whether it counts a sample: exact
+/// when the planner expects few matches, else a sample (the benchmark runs
+/// the same statement through pgbench).
+pub async fn facets_statement(
+    tx: &mut PgConnection,
+    f: &SearchFilter,
+    by: FacetBy,
+) -> Result<(Statement, bool)> {
+    let col = by.counted_column();
+    Ok(if expected_matches(tx, f).await? <= EXACT_FACETS_MAX_ROWS {
+        (facet_statement(f, col, "contacts c", 1.0), false)
+    } else {
+        (sampled(tx, f, col).await?, true)
+    })
+}
+
+/// Exact counts within [`EXACT_FACETS_MS`], or None when that was not enough.
+async fn exact_counts(
+    tx: &mut PgConnection,
+    exact: &Statement,
+) -> Result<Option<Vec<sqlx::postgres::PgRow>>> {
     sqlx::query("SAVEPOINT exact_facets")
         .execute(&mut *tx)
         .await?;
     sqlx::query(&format!("SET LOCAL statement_timeout = {EXACT_FACETS_MS}"))
         .execute(&mut *tx)
         .await?;
-    let (rows, estimated) = match count("contacts c", 1).query().fetch_all(&mut *tx).await {
+    match exact.query().fetch_all(&mut *tx).await {
         Ok(rows) => {
             sqlx::query("RELEASE SAVEPOINT exact_facets")
                 .execute(&mut *tx)
                 .await?;
-            (rows, false)
+            Ok(Some(rows))
         }
         Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("57014") => {
-            // Cancelled by the timeout: count a sample instead, back under
-            // the search's own settings and timeout.
+            // Cancelled by the timeout: back to the search's own settings.
             sqlx::query("ROLLBACK TO SAVEPOINT exact_facets")
                 .execute(&mut *tx)
                 .await?;
             set_threshold(tx).await?;
-            let sampled = "contacts c TABLESAMPLE SYSTEM (1) REPEATABLE (1)";
-            (count(sampled, 100).query().fetch_all(&mut *tx).await?, true)
+            Ok(None)
         }
-        Err(e) => return Err(e.into()),
-    };
-    Ok(Facets {
-        values: top_values(
-            by,
-            rows.iter()
-                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-                .collect::<Result<_>>()?,
-        ),
-        estimated,
-    })
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Counts on a block sample of about [`SAMPLE_ROWS`] contacts, scaled up
+/// (repeatable: the same request gets the same estimate).
+async fn sampled(tx: &mut PgConnection, f: &SearchFilter, col: &str) -> Result<Statement> {
+    let total: f32 =
+        sqlx::query_scalar("SELECT reltuples FROM pg_class WHERE oid = 'contacts'::regclass")
+            .fetch_one(&mut *tx)
+            .await?;
+    let percent = (SAMPLE_ROWS / f64::from(total.max(1.0)) * 100.0).clamp(0.01, 100.0);
+    let from = format!("contacts c TABLESAMPLE SYSTEM ({percent:.4}) REPEATABLE (1)");
+    Ok(facet_statement(f, col, &from, 100.0 / percent))
 }
 
 /// The [`FACET_VALUES`] largest counts, ties by value; MCC counts summed
