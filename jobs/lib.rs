@@ -7,10 +7,11 @@
 //! is the job the handler will decode. To add a kind, see the README.
 //!
 //! Every handler is idempotent and says in its doc comment what makes it so.
-//! Kinds of the product that have no handler yet (crm_pull,
-//! crm_push, billing_reconcile arrive in later issues) are simply absent from
+//! Kinds of the product that have no handler yet (crm_pull and
+//! billing_reconcile arrive in later issues) are simply absent from
 //! the registry: submitting them is refused with a 422 naming the kind.
 
+mod crm_push;
 mod dedupe;
 mod dedupe_plan;
 mod dedupe_sweep;
@@ -25,14 +26,16 @@ use bizcontacts_matching::Thresholds;
 use bizcontacts_queue::handler::Registry;
 use bizcontacts_queue::scheduler::Schedule;
 
+pub use crm_push::{CrmPushArgs, CrmPushJob, CrmWork, MAX_PUSH};
 pub use dedupe::{DedupeArgs, DedupeJob};
 pub use import::{ImportArgs, ImportJob};
 pub use quota_reset::{QuotaReset, QuotaResetArgs};
 #[cfg(feature = "test-kinds")]
 pub use test_kinds::{FailArgs, NoopArgs, SleepArgs};
 
-/// Every kind this build can run.
-pub fn registry(dedupe: &DedupeSettings) -> Registry {
+/// Every kind this build can run. The CRM kinds need HighLevel and the
+/// secrets keys (`crm`); without them they are left out.
+pub fn registry(dedupe: &DedupeSettings, crm: Option<CrmWork>) -> Registry {
     let dedupe = DedupeJob {
         thresholds: Thresholds {
             merge: dedupe.merge_score,
@@ -44,6 +47,10 @@ pub fn registry(dedupe: &DedupeSettings) -> Registry {
         .with(QuotaReset)
         .with(ImportJob)
         .with(dedupe);
+    let registry = match crm {
+        Some(crm) => registry.with(CrmPushJob(crm)),
+        None => registry,
+    };
     #[cfg(feature = "test-kinds")]
     let registry = test_kinds::register(registry);
     registry

@@ -106,7 +106,7 @@ pub async fn app_state(
     store: Store,
 ) -> anyhow::Result<bizcontacts_http::State> {
     let redis = redis(settings).await?;
-    let registry = bizcontacts_jobs::registry(&settings.dedupe);
+    let registry = registry(settings, &redis)?;
     let ledger = ledger(settings, &store, &redis, &registry);
     let store_pool = store.pool.clone();
     let a = &settings.auth;
@@ -146,6 +146,34 @@ pub async fn app_state(
             &settings.highlevel.webhook_ed25519_public_key,
         )?,
     }))
+}
+
+/// Every job kind, the CRM kinds with HighLevel, the secrets keys and the
+/// per-Location request budget in `redis`.
+pub fn registry(settings: &Settings, redis: &Redis) -> anyhow::Result<Registry> {
+    let h = &settings.highlevel;
+    let crm = bizcontacts_jobs::CrmWork {
+        client: bizcontacts_highlevel::Client::new(
+            &h.api_base_url,
+            Duration::from_secs(h.timeout_secs),
+        )?,
+        app: App {
+            client_id: h.client_id.clone(),
+            client_secret: h.client_secret.clone(),
+            redirect_url: settings.highlevel_redirect_url(),
+        },
+        keyring: Arc::new(keyring(settings)?),
+        limiter: bizcontacts_highlevel::limiter::Limiter::new(
+            redis.conn(),
+            redis.prefix(),
+            bizcontacts_highlevel::limiter::Budget {
+                burst: h.burst_limit,
+                window: Duration::from_millis(h.burst_window_ms),
+                daily: h.daily_limit,
+            },
+        ),
+    };
+    Ok(bizcontacts_jobs::registry(&settings.dedupe, Some(crm)))
 }
 
 /// What CRM sessions are made from (intake and workers alike).

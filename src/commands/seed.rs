@@ -89,7 +89,7 @@ pub async fn run(
     let mut tx = store.pool.begin().await?;
     let outcome = staged_rows::review(&mut tx, import_id, Approve::AllValid, &[], None).await?;
     let redis = runtime::redis(settings).await?;
-    let registry = bizcontacts_jobs::registry(&settings.dedupe);
+    let registry = bizcontacts_jobs::registry(&settings.dedupe, None);
     let ledger = runtime::ledger(settings, &store, &redis, &registry);
     let job = DedupeArgs::batch(import_id).job().tenant(tenant);
     let (enqueued, pending) = ledger.enqueue(&mut tx, job).await?;

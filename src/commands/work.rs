@@ -46,9 +46,10 @@ async fn axum_serve(
 }
 
 pub async fn worker(settings: &Settings) -> anyhow::Result<()> {
-    // CRM jobs open sealed tokens: a worker without the key must not start.
-    runtime::keyring(settings)?;
-    worker_with(settings, bizcontacts_jobs::registry(&settings.dedupe)).await
+    // CRM jobs open sealed tokens: a worker without the key must not start
+    // (building the registry checks it).
+    let redis = runtime::redis(settings).await?;
+    worker_with(settings, runtime::registry(settings, &redis)?).await
 }
 
 /// A worker process running the kinds of `registry` (the benchmarks add
@@ -73,7 +74,8 @@ pub async fn worker_with(settings: &Settings, registry: Registry) -> anyhow::Res
 }
 
 pub async fn scheduler(settings: &Settings) -> anyhow::Result<()> {
-    let bg = background(settings, bizcontacts_jobs::registry(&settings.dedupe)).await?;
+    // The scheduler enqueues; it runs no CRM job, so it needs no secrets key.
+    let bg = background(settings, bizcontacts_jobs::registry(&settings.dedupe, None)).await?;
     let shutdown = runtime::shutdown_on_signals();
     let ops = tokio::spawn({
         let (s, t) = (settings.clone(), shutdown.clone());

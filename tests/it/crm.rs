@@ -15,14 +15,14 @@ use std::time::Duration;
 
 const SCOPES: &str = "contacts.readonly contacts.write locations.readonly";
 
-struct Crmed {
-    app: TestApp,
-    fake: FakeHighLevel,
-    tenant: TenantId,
-    admin: String,
+pub(crate) struct Crmed {
+    pub app: TestApp,
+    pub fake: FakeHighLevel,
+    pub tenant: TenantId,
+    pub admin: String,
 }
 
-async fn setup_with(change: impl FnOnce(&mut bizcontacts_config::Settings)) -> Crmed {
+pub(crate) async fn setup_with(change: impl FnOnce(&mut bizcontacts_config::Settings)) -> Crmed {
     let fake = FakeHighLevel::start().await;
     fake.add_location("loc-1", "Acme Sub-Account");
     fake.add_location("loc-2", "Second Sub-Account");
@@ -52,7 +52,7 @@ async fn setup() -> Crmed {
 }
 
 impl Crmed {
-    fn path(&self, rest: &str) -> String {
+    pub(crate) fn path(&self, rest: &str) -> String {
         format!("/v1/tenants/{}/crm/{rest}", self.tenant)
     }
 

@@ -602,14 +602,15 @@ impl TestApp {
             &self.settings,
             &self.store,
             &redis,
-            &bizcontacts_jobs::registry(&self.settings.dedupe),
+            &runtime::registry(&self.settings, &redis).unwrap(),
         )
     }
 
     pub async fn worker(&self) -> InProcessWorker {
         let ledger = self.ledger().await;
         let config = runtime::worker_config(&self.settings);
-        let registry = bizcontacts_jobs::registry(&self.settings.dedupe);
+        let redis = runtime::redis(&self.settings).await.unwrap();
+        let registry = runtime::registry(&self.settings, &redis).unwrap();
         let stop = CancellationToken::new();
         let token = stop.clone();
         let handle = tokio::spawn(async move {

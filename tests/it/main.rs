@@ -11,6 +11,7 @@ mod abuse;
 mod bad_input;
 mod cli;
 mod crm;
+mod crm_push;
 mod dedupe;
 mod http_basics;
 mod identity;

@@ -80,6 +80,8 @@ enum Route {
     CrmConnection,
     CrmDisconnect,
     HighLevelWebhook,
+    CrmPush,
+    CrmPushes,
 }
 
 const ROUTES: &[Route] = &[
@@ -138,6 +140,8 @@ const ROUTES: &[Route] = &[
     Route::CrmConnection,
     Route::CrmDisconnect,
     Route::HighLevelWebhook,
+    Route::CrmPush,
+    Route::CrmPushes,
 ];
 
 impl Route {
@@ -382,6 +386,16 @@ impl Route {
             ),
             // Public: the signature is the proof (401 here, with none).
             Route::HighLevelWebhook => (Method::POST, "/v1/webhooks/highlevel", Need::Public),
+            Route::CrmPush => (
+                Method::POST,
+                "/v1/tenants/{tenant_id}/crm/push",
+                Need::Tenant(P::CrmSync),
+            ),
+            Route::CrmPushes => (
+                Method::GET,
+                "/v1/tenants/{tenant_id}/crm/pushes",
+                Need::Tenant(P::CrmSync),
+            ),
         }
     }
 }
@@ -755,6 +769,23 @@ impl Ctx<'_> {
                 (template.replace("{tenant_id}", &t.to_string()), None)
             }
             Route::HighLevelWebhook => (template.to_string(), Some(json!({ "type": "INSTALL" }))),
+            Route::CrmPush => {
+                self.connected().await;
+                let contact = self.contact().await;
+                sqlx::query(
+                    "INSERT INTO saved_contacts (id, tenant_id, contact_id) VALUES ($1, $2, $3)",
+                )
+                .bind(uuid::Uuid::now_v7())
+                .bind(t.0)
+                .bind(contact)
+                .execute(&self.app.store.pool)
+                .await
+                .unwrap();
+                (
+                    template.replace("{tenant_id}", &t.to_string()),
+                    Some(json!({ "contact_ids": [contact] })),
+                )
+            }
             Route::AdminGetSweep => {
                 let job = self.job(None, "succeeded").await;
                 sqlx::query("INSERT INTO sweeps (job_id, apply) VALUES ($1, false)")

@@ -34,5 +34,5 @@ impl Worker for Noop {
 
 /// The product's kinds plus `bench_noop`.
 pub fn registry(settings: &Settings) -> Registry {
-    bizcontacts_jobs::registry(&settings.dedupe).with(Noop)
+    bizcontacts_jobs::registry(&settings.dedupe, None).with(Noop)
 }

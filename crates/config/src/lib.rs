@@ -77,6 +77,11 @@ pub struct HighLevelSettings {
     pub webhook_ed25519_public_key: String,
     /// Seconds a request to HighLevel may take.
     pub timeout_secs: u64,
+    /// Requests per Location within `burst_window_ms`, across every worker.
+    pub burst_limit: u32,
+    pub burst_window_ms: u64,
+    /// Requests per Location per UTC day.
+    pub daily_limit: u32,
 }
 
 /// Keys of secrets at rest.

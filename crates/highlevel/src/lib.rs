@@ -6,6 +6,8 @@
 //!   (`highlevel.api_base_url`), a time bound on every call.
 //! - [`oauth`]: the consent URL, the code exchange and the refresh (the
 //!   `oauth2` crate, form-encoded with `user_type=Location`).
+//! - [`limiter`]: the per-Location request budget in Redis, shared by every
+//!   worker process (a sliding window and a daily count, one Lua script).
 //! - [`session`]: [`session::Crm`] hands CRM jobs a [`session::HighLevelSession`]
 //!   for a tenant: the connection's token opened, refreshed before expiry
 //!   and once on a 401, one refresh at a time per connection across every
@@ -17,6 +19,7 @@
 //! never a token: tokens travel as [`SecretString`]s and are only exposed
 //! into the `Authorization` header.
 
+pub mod limiter;
 pub mod oauth;
 pub mod session;
 pub mod webhook;
@@ -201,4 +204,149 @@ fn message_of(body: &str) -> String {
         Err(_) => body.to_string(),
     };
     text.chars().take(200).collect()
+}
+
+/// A contact as we send it to HighLevel (`POST /contacts/upsert`; the
+/// update by id takes the same fields but `companyName`, which HighLevel's
+/// `PUT /contacts/{id}` does not accept).
+#[derive(Debug, Clone, Default, serde::Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ContactBody {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub company_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub website: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address1: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub city: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub postal_code: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
+    pub source: String,
+}
+
+/// HighLevel's answer to an upsert: the contact's id and whether it is new.
+#[derive(Debug, Clone)]
+pub struct Upserted {
+    pub id: String,
+    pub new: bool,
+}
+
+impl Client {
+    fn authed(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &SecretString,
+    ) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(token.expose_secret())
+            .header("Version", API_VERSION)
+            .header("Accept", "application/json")
+    }
+
+    /// `POST /contacts/upsert`: HighLevel matches an existing contact of
+    /// the Location by email or phone, else creates one.
+    pub async fn upsert_contact(
+        &self,
+        token: &SecretString,
+        location: &str,
+        body: &ContactBody,
+    ) -> Result<Upserted, Error> {
+        #[derive(Deserialize)]
+        struct Contact {
+            id: String,
+        }
+        #[derive(Deserialize)]
+        struct Body {
+            #[serde(default)]
+            new: bool,
+            contact: Contact,
+        }
+        let call = "POST /contacts/upsert";
+        let mut json = serde_json::to_value(body).expect("a contact body serializes");
+        json["locationId"] = location.into();
+        let res = self
+            .authed(reqwest::Method::POST, "/contacts/upsert", token)
+            .json(&json)
+            .send()
+            .await
+            .map_err(|e| transport(call, e))?;
+        let b: Body = read(call, res).await?;
+        Ok(Upserted {
+            id: b.contact.id,
+            new: b.new,
+        })
+    }
+
+    /// `PUT /contacts/{id}`: update the contact we pushed before.
+    pub async fn update_contact(
+        &self,
+        token: &SecretString,
+        id: &str,
+        body: &ContactBody,
+    ) -> Result<(), Error> {
+        let call = "PUT /contacts/{contactId}";
+        let mut json = serde_json::to_value(body).expect("a contact body serializes");
+        if let Some(o) = json.as_object_mut() {
+            o.remove("companyName");
+        }
+        let path: String = form_urlencoded::byte_serialize(id.as_bytes()).collect();
+        let res = self
+            .authed(reqwest::Method::PUT, &format!("/contacts/{path}"), token)
+            .json(&json)
+            .send()
+            .await
+            .map_err(|e| transport(call, e))?;
+        let _: serde_json::Value = read(call, res).await?;
+        Ok(())
+    }
+
+    /// `GET /contacts/search/duplicate`: the Location's contact with this
+    /// email or phone, if any (to settle a push whose outcome was lost).
+    pub async fn find_duplicate(
+        &self,
+        token: &SecretString,
+        location: &str,
+        email: Option<&str>,
+        phone: Option<&str>,
+    ) -> Result<Option<String>, Error> {
+        #[derive(Deserialize)]
+        struct Contact {
+            id: String,
+        }
+        #[derive(Deserialize)]
+        struct Body {
+            contact: Option<Contact>,
+        }
+        let call = "GET /contacts/search/duplicate";
+        let mut query = vec![("locationId", location)];
+        if let Some(e) = email {
+            query.push(("email", e));
+        }
+        if let Some(p) = phone {
+            query.push(("number", p));
+        }
+        let res = self
+            .authed(reqwest::Method::GET, "/contacts/search/duplicate", token)
+            .query(&query)
+            .send()
+            .await
+            .map_err(|e| transport(call, e))?;
+        let b: Body = read(call, res).await?;
+        Ok(b.contact.map(|c| c.id))
+    }
 }

@@ -104,3 +104,14 @@ pub async fn overlay_many(
     }
     Ok(out)
 }
+
+/// A contact with a tenant's own corrections folded in (what that tenant
+/// sees and pushes): `own` from [`overlay_many`], oldest first.
+pub fn apply(mut contact: crate::corpus::Contact, own: &[Values]) -> crate::corpus::Contact {
+    for values in own {
+        contact
+            .values
+            .absorb(values, true, &mut contact.corrected_fields);
+    }
+    contact
+}

@@ -11,6 +11,7 @@ pub mod audit;
 pub mod corpus;
 pub mod corrections;
 pub mod crm;
+pub mod crm_pushes;
 pub mod db;
 pub mod error;
 pub mod idempotency;

@@ -32,6 +32,14 @@ struct Inner {
     access_ttl: Duration,
     /// Tokens to hand out next, instead of random ones (planted secrets).
     next_tokens: Vec<(String, String)>,
+    /// Contacts per Location: id -> fields.
+    contacts: HashMap<String, Vec<(String, serde_json::Value)>>,
+    /// Request times per Location, for the 100 per 10 s limit.
+    requests: HashMap<String, Vec<Instant>>,
+    /// (requests, window) allowed per Location.
+    limit: (usize, Duration),
+    rejected_429: usize,
+    contact_calls: usize,
 }
 
 #[derive(Clone)]
@@ -50,11 +58,15 @@ impl FakeHighLevel {
     pub async fn start() -> Self {
         let inner = Arc::new(Mutex::new(Inner {
             access_ttl: Duration::from_secs(86_399),
+            limit: (100, Duration::from_secs(10)),
             ..Inner::default()
         }));
         let app = Router::new()
             .route("/oauth/token", post(token))
             .route("/locations/{id}", get(location))
+            .route("/contacts/upsert", post(upsert))
+            .route("/contacts/search/duplicate", get(duplicate))
+            .route("/contacts/{id}", axum::routing::put(update))
             .with_state(inner.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -112,6 +124,30 @@ impl FakeHighLevel {
         for (_, (_, spent)) in self.lock().refresh.iter_mut() {
             *spent = true;
         }
+    }
+
+    /// HighLevel's per-Location limit (100 per 10 s by default).
+    pub fn set_limit(&self, requests: usize, window: Duration) {
+        self.lock().limit = (requests, window);
+    }
+
+    /// The Location's contacts: (id, fields).
+    pub fn contacts(&self, location: &str) -> Vec<(String, serde_json::Value)> {
+        self.lock()
+            .contacts
+            .get(location)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// 429s answered so far.
+    pub fn rejected(&self) -> usize {
+        self.lock().rejected_429
+    }
+
+    /// Contact calls answered (not counting 429s).
+    pub fn contact_calls(&self) -> usize {
+        self.lock().contact_calls
     }
 
     pub fn refresh_calls(&self) -> usize {
@@ -235,4 +271,146 @@ async fn location(
     }
     Json(json!({ "location": { "id": id, "name": name, "companyId": "company-1" } }))
         .into_response()
+}
+
+/// The token's Location, or the 401 HighLevel answers. (The error is the
+/// handler's own response; a fake has no use for boxing it.)
+#[allow(clippy::result_large_err)]
+fn authorized(s: &Inner, headers: &HeaderMap) -> Result<String, Response> {
+    if headers.get("version").and_then(|v| v.to_str().ok()) != Some("2021-07-28") {
+        return Err(bad_request("Version header is missing or unsupported"));
+    }
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| unauthorized("No token"))?;
+    match (s.access.get(token), s.keys.get(token)) {
+        (Some((loc, at)), _) if *at > Instant::now() => Ok(loc.clone()),
+        (_, Some(loc)) => Ok(loc.clone()),
+        _ => Err(unauthorized("Invalid JWT")),
+    }
+}
+
+/// HighLevel's burst limit per Location, with its headers; a 429 past it.
+#[allow(clippy::result_large_err)]
+fn admit(s: &mut Inner, location: &str) -> Result<(), Response> {
+    let (max, window) = s.limit;
+    let now = Instant::now();
+    let times = s.requests.entry(location.to_string()).or_default();
+    times.retain(|t| now.duration_since(*t) < window);
+    if times.len() >= max {
+        s.rejected_429 += 1;
+        let mut res = (
+            StatusCode::TOO_MANY_REQUESTS,
+            Json(json!({ "statusCode": 429, "message": "Too many requests" })),
+        )
+            .into_response();
+        let h = res.headers_mut();
+        h.insert("x-ratelimit-max", max.into());
+        h.insert("x-ratelimit-remaining", 0.into());
+        h.insert(
+            "x-ratelimit-interval-milliseconds",
+            (window.as_millis() as u64).into(),
+        );
+        return Err(res);
+    }
+    times.push(now);
+    s.contact_calls += 1;
+    Ok(())
+}
+
+async fn upsert(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    headers: HeaderMap,
+    Json(body): Json<serde_json::Value>,
+) -> Response {
+    let mut s = inner.lock().unwrap();
+    let location = match authorized(&s, &headers) {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    if body["locationId"].as_str() != Some(location.as_str()) {
+        return unauthorized("The token is not authorized for this location");
+    }
+    if let Err(r) = admit(&mut s, &location) {
+        return r;
+    }
+    let contacts = s.contacts.entry(location).or_default();
+    // Matched by email, else phone (the Location's duplicate setting).
+    let same =
+        |c: &serde_json::Value, f: &str| body[f].as_str().is_some_and(|v| c[f].as_str() == Some(v));
+    if let Some((id, fields)) = contacts
+        .iter_mut()
+        .find(|(_, c)| same(c, "email") || same(c, "phone"))
+    {
+        *fields = body.clone();
+        return Json(json!({ "new": false, "contact": { "id": id } })).into_response();
+    }
+    let id = format!("hl-{}", uuid::Uuid::new_v4().simple());
+    contacts.push((id.clone(), body));
+    Json(json!({ "new": true, "contact": { "id": id } })).into_response()
+}
+
+async fn update(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Json(body): Json<serde_json::Value>,
+) -> Response {
+    let mut s = inner.lock().unwrap();
+    let location = match authorized(&s, &headers) {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    if body.get("companyName").is_some() || body.get("locationId").is_some() {
+        return (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(
+                json!({ "statusCode": 422, "message": ["property companyName should not exist"] }),
+            ),
+        )
+            .into_response();
+    }
+    if let Err(r) = admit(&mut s, &location) {
+        return r;
+    }
+    let contacts = s.contacts.entry(location).or_default();
+    match contacts.iter_mut().find(|(i, _)| *i == id) {
+        Some((_, fields)) => {
+            for (k, v) in body.as_object().unwrap() {
+                fields[k] = v.clone();
+            }
+            Json(json!({ "succeded": true, "contact": { "id": id } })).into_response()
+        }
+        None => (
+            StatusCode::BAD_REQUEST,
+            Json(json!({ "statusCode": 400, "message": "Contact not found" })),
+        )
+            .into_response(),
+    }
+}
+
+async fn duplicate(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    headers: HeaderMap,
+    axum::extract::Query(q): axum::extract::Query<HashMap<String, String>>,
+) -> Response {
+    let mut s = inner.lock().unwrap();
+    let location = match authorized(&s, &headers) {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    if let Err(r) = admit(&mut s, &location) {
+        return r;
+    }
+    let found = s.contacts.get(&location).and_then(|cs| {
+        cs.iter().find(|(_, c)| {
+            q.get("email")
+                .is_some_and(|e| c["email"].as_str() == Some(e))
+                || q.get("number")
+                    .is_some_and(|p| c["phone"].as_str() == Some(p))
+        })
+    });
+    Json(json!({ "contact": found.map(|(id, _)| json!({ "id": id })) })).into_response()
 }

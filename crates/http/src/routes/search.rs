@@ -247,15 +247,10 @@ async fn found(
 
 /// Fold a tenant's corrections into a contact (as `GET /contacts/{id}` does).
 pub(crate) fn with_corrections(
-    mut contact: Contact,
+    contact: Contact,
     own: Vec<bizcontacts_store::corpus::Values>,
 ) -> Contact {
-    for values in &own {
-        contact
-            .values
-            .absorb(values, true, &mut contact.corrected_fields);
-    }
-    contact
+    corrections::apply(contact, &own)
 }
 
 /// Search the corpus. Filters repeat (OR within a filter, AND across
