@@ -208,3 +208,71 @@ async fn a_429_is_waited_out_and_the_same_contact_sent_again() {
     assert_eq!(c.fake.contacts("loc-1").len(), 20, "each contact once");
     assert_eq!(records(&c, "result=pushed").await.len(), 20);
 }
+
+#[tokio::test]
+async fn workers_killed_mid_push_leave_each_contact_once_in_the_crm() {
+    let c = setup_with(|s| {
+        s.highlevel.burst_limit = 20;
+        s.highlevel.burst_window_ms = 1000;
+    })
+    .await;
+    c.fake.set_limit(20, Duration::from_secs(1));
+    let (ids, _) = saved_contacts(&c, 150).await;
+    connect_with_key(&c).await;
+    let env = [
+        ("BIZCONTACTS__HIGHLEVEL__API_BASE_URL", c.fake.base.as_str()),
+        ("BIZCONTACTS__HIGHLEVEL__BURST_LIMIT", "20"),
+        ("BIZCONTACTS__HIGHLEVEL__BURST_WINDOW_MS", "1000"),
+    ];
+    let mut workers = vec![
+        c.app.spawn_process("worker", &env),
+        c.app.spawn_process("worker", &env),
+    ];
+    let res = c
+        .app
+        .post(&c.path("push"), &c.admin)
+        .json(&json!({ "contact_ids": ids }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    let job: Uuid = res.json::<Value>().await.unwrap()["job_id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // Kill -9 whichever worker runs the push, several times, mid-flight.
+    let mut kills = 0;
+    while kills < 4 && c.app.job_status(job).await != "succeeded" {
+        let pushed = c.fake.contact_calls();
+        wait_until(60, "the push makes progress", || async {
+            c.fake.contact_calls() > pushed + 5 || c.app.job_status(job).await == "succeeded"
+        })
+        .await;
+        for w in workers.iter_mut() {
+            w.0.start_kill().unwrap();
+            w.0.wait().await.unwrap();
+        }
+        kills += 1;
+        workers = vec![
+            c.app.spawn_process("worker", &env),
+            c.app.spawn_process("worker", &env),
+        ];
+    }
+    assert!(kills >= 2, "the push was interrupted");
+    wait_until(120, "the push succeeds after the kills", || async {
+        c.app.job_status(job).await == "succeeded"
+    })
+    .await;
+    let stored = c.fake.contacts("loc-1");
+    let mut emails: Vec<&str> = stored
+        .iter()
+        .map(|(_, f)| f["email"].as_str().unwrap())
+        .collect();
+    emails.sort_unstable();
+    emails.dedup();
+    assert_eq!(stored.len(), 150, "no contact created twice, none missing");
+    assert_eq!(emails.len(), 150);
+    assert_eq!(records(&c, "result=pushed").await.len(), 150);
+    assert_eq!(c.fake.rejected(), 0, "two processes shared the budget");
+}
