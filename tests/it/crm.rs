@@ -1,11 +1,11 @@
 //! The CRM connection (issue 15) against a fake HighLevel: OAuth end to
 //! end, Private Integration keys, refresh across processes, webhooks.
 
-use crate::fakes::highlevel::{FakeHighLevel, CLIENT_ID, CLIENT_SECRET};
 use crate::harness::{problem, TestApp, TestDb};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use bizcontacts_domain::{PackageName, Role, TenantId};
+use bizcontacts_fakes::highlevel::{FakeHighLevel, CLIENT_ID, CLIENT_SECRET};
 use bizcontacts_highlevel::session::{Crm, SessionError};
 use reqwest::Url;
 use serde_json::{json, Value};

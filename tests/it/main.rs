@@ -4,7 +4,6 @@
 //! run, and its own Redis key prefix, so tests run in parallel and leave
 //! nothing behind. See `harness.rs`.
 
-mod fakes;
 mod harness;
 
 mod abuse;

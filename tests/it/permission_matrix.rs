@@ -4,10 +4,10 @@
 //! The route table below must list every operation of `/openapi.json`; the
 //! test fails when a route is added without joining it.
 
-use crate::fakes::highlevel::FakeHighLevel;
 use crate::harness::{TestApp, TestUser};
 use bizcontacts_domain::access::{system_permissions, tenant_permissions};
 use bizcontacts_domain::{PackageName, Permission, Role, SystemRole, TenantId};
+use bizcontacts_fakes::highlevel::FakeHighLevel;
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;

@@ -2,8 +2,8 @@
 //! debug logging, then look for them everywhere: every log line, every
 //! response (headers and bodies), every text column of the database.
 
-use crate::fakes::highlevel::{FakeHighLevel, CLIENT_ID, CLIENT_SECRET};
 use crate::harness::{bin_env, free_addr, run_bin, wait_ready, TestDb, TestRedis, BIN};
+use bizcontacts_fakes::highlevel::{FakeHighLevel, CLIENT_ID, CLIENT_SECRET};
 use bizcontacts_store::Store;
 use std::process::Stdio;
 use std::time::Duration;

@@ -13,7 +13,7 @@
 
 use crate::corpus::{labelled, Entity, HEADER};
 use crate::import::vm_hwm_kib;
-use crate::jobs::{bench_database, cleanup_redis, spawn_worker};
+use crate::jobs::{cleanup_redis, spawn_worker};
 use anyhow::Context;
 use bizcontacts::runtime;
 use bizcontacts_config::Settings;
@@ -40,12 +40,7 @@ struct Bench {
 
 impl Bench {
     async fn new(settings: &Settings) -> anyhow::Result<Self> {
-        let mut settings = settings.clone();
-        let url = bench_database(&settings).await?;
-        settings.database.url = url.clone().into();
-        settings.redis.key_prefix = format!("bench:{}", &Uuid::new_v4().simple().to_string()[..8]);
-        let store = runtime::migrated_store(&settings).await?;
-        let redis = runtime::redis(&settings).await?;
+        let (settings, url, store, redis) = crate::jobs::scratch(settings).await?;
         let tenant =
             bizcontacts_store::tenants::create(&store.pool, "Bench", PackageName::Enterprise)
                 .await?

@@ -28,7 +28,18 @@ pub(crate) fn spawn_worker(
     prefix: &str,
     concurrency: Option<usize>,
 ) -> anyhow::Result<tokio::process::Child> {
+    spawn_worker_with(url, prefix, concurrency, &[])
+}
+
+/// [`spawn_worker`] with more settings (`BIZCONTACTS__...` variables).
+pub(crate) fn spawn_worker_with(
+    url: &str,
+    prefix: &str,
+    concurrency: Option<usize>,
+    env: &[(&str, &str)],
+) -> anyhow::Result<tokio::process::Child> {
     let mut cmd = tokio::process::Command::new(std::env::current_exe()?);
+    cmd.envs(env.iter().copied());
     cmd.arg("worker")
         .env("DATABASE_URL", url)
         .env("BIZCONTACTS__REDIS__KEY_PREFIX", prefix)
@@ -56,7 +67,8 @@ pub async fn run(
         format!("bench:{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let store = runtime::migrated_store(&settings).await?;
     let redis = runtime::redis(&settings).await?;
-    let ledger = runtime::ledger(&settings, &store, &redis, &crate::noop::registry(&settings));
+    let registry = crate::noop::registry(&settings).await?;
+    let ledger = runtime::ledger(&settings, &store, &redis, &registry);
 
     let mut children = Vec::new();
     for _ in 0..workers {
@@ -197,6 +209,21 @@ pub(crate) async fn bench_database(settings: &Settings) -> anyhow::Result<String
     .await?;
     admin.pool.close().await;
     Ok(bench)
+}
+
+/// A scratch database (recreated, migrated) and a fresh Redis prefix:
+/// (settings pointing at both, the database URL, store, Redis).
+pub(crate) async fn scratch(
+    settings: &Settings,
+) -> anyhow::Result<(Settings, String, Store, bizcontacts_queue::Redis)> {
+    let mut settings = settings.clone();
+    let url = bench_database(&settings).await?;
+    settings.database.url = url.clone().into();
+    settings.redis.key_prefix =
+        format!("bench:{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let store = runtime::migrated_store(&settings).await?;
+    let redis = runtime::redis(&settings).await?;
+    Ok((settings, url, store, redis))
 }
 
 pub(crate) async fn cleanup_redis(redis: &bizcontacts_queue::Redis) {

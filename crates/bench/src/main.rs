@@ -6,6 +6,7 @@
 //! cargo run -p bizcontacts-bench --release -- dedupe-quality --entities 20000
 //! cargo run -p bizcontacts-bench --release -- dedupe --corpus 1000000 --rows 1000000
 //! cargo run -p bizcontacts-bench --release -- search --contacts 5000000
+//! cargo run -p bizcontacts-bench --release -- crm-push --contacts 5000
 //! ```
 //!
 //! Each runs on a scratch database (`<database>_bench`, recreated) and a fresh
@@ -20,9 +21,12 @@
 //! - [`search`]: a mix of searches over HTTP at several concurrencies,
 //!   beside the same statements by `pgbench`, on a kept seeded corpus
 //!   (not a scratch database: seeding millions takes a while).
+//! - [`crm_push`]: saved contacts to a fake HighLevel at its 100 / 10 s
+//!   limit, by 1 and 3 worker processes sharing the budget.
 //! - [`intake`]: the intake in the benchmark's process, with a tenant and key.
 
 mod corpus;
+mod crm_push;
 mod dedupe;
 mod import;
 mod intake;
@@ -88,6 +92,19 @@ enum Bench {
         #[arg(long, default_value_t = 1_000_000)]
         rows: usize,
     },
+    /// Saved contacts pushed to a fake HighLevel (100 requests / 10 s per
+    /// Location) by 1 and 3 worker processes: rate achieved against the
+    /// limit, 429s, duplicates, wall time against the ideal.
+    CrmPush {
+        #[arg(long, default_value_t = 5_000)]
+        contacts: usize,
+        /// Worker process counts to run, one run each.
+        #[arg(long, value_delimiter = ',', default_value = "1,3")]
+        workers: Vec<usize>,
+        /// Push jobs the contacts are split into.
+        #[arg(long, default_value_t = 12)]
+        jobs: usize,
+    },
     /// A fixed mix of searches and facets over HTTP at 1, 16 and 64 clients,
     /// beside the same statements run by `pgbench`; p50/p99 and throughput.
     Search {
@@ -137,8 +154,8 @@ async fn run(bench: Bench) -> anyhow::Result<()> {
     let settings = Settings::load()?;
     if let Bench::Worker = bench {
         runtime::init_logging(&settings, None);
-        return bizcontacts::commands::work::worker_with(&settings, noop::registry(&settings))
-            .await;
+        let registry = noop::registry(&settings).await?;
+        return bizcontacts::commands::work::worker_with(&settings, registry).await;
     }
     runtime::init_logging(&settings, Some("warn"));
     match bench {
@@ -170,6 +187,11 @@ async fn run(bench: Bench) -> anyhow::Result<()> {
             };
             search::run(&settings, o).await
         }
+        Bench::CrmPush {
+            contacts,
+            workers,
+            jobs,
+        } => crm_push::run(&settings, contacts, &workers, jobs).await,
         Bench::Worker => unreachable!("handled above"),
     }
 }

@@ -32,7 +32,8 @@ impl Worker for Noop {
     }
 }
 
-/// The product's kinds plus `bench_noop`.
-pub fn registry(settings: &Settings) -> Registry {
-    bizcontacts_jobs::registry(&settings.dedupe, None).with(Noop)
+/// The product's kinds (the CRM ones too, for `crm-push`) plus `bench_noop`.
+pub async fn registry(settings: &Settings) -> anyhow::Result<Registry> {
+    let redis = bizcontacts::runtime::redis(settings).await?;
+    Ok(bizcontacts::runtime::registry(settings, &redis)?.with(Noop))
 }

@@ -40,6 +40,8 @@ struct Inner {
     limit: (usize, Duration),
     rejected_429: usize,
     contact_calls: usize,
+    /// When each admitted contact call arrived.
+    admitted: Vec<Instant>,
 }
 
 #[derive(Clone)]
@@ -143,6 +145,20 @@ impl FakeHighLevel {
     /// 429s answered so far.
     pub fn rejected(&self) -> usize {
         self.lock().rejected_429
+    }
+
+    /// Admitted contact calls per `window` (the rate a client achieved):
+    /// all of them over the span from the first to the last plus one
+    /// window, as the last burst has a whole window to itself.
+    pub fn admitted_rate(&self, window: Duration) -> f64 {
+        let s = self.lock();
+        match (s.admitted.first(), s.admitted.last()) {
+            (Some(a), Some(b)) => {
+                let span = b.duration_since(*a) + window;
+                s.admitted.len() as f64 / span.as_secs_f64() * window.as_secs_f64()
+            }
+            _ => 0.0,
+        }
     }
 
     /// Contact calls answered (not counting 429s).
@@ -317,6 +333,7 @@ fn admit(s: &mut Inner, location: &str) -> Result<(), Response> {
     }
     times.push(now);
     s.contact_calls += 1;
+    s.admitted.push(now);
     Ok(())
 }
 
