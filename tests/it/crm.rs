@@ -81,6 +81,13 @@ impl Crmed {
             .unwrap()
     }
 
+    pub(crate) async fn connection_status(&self) -> String {
+        self.connection().await["status"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
     async fn connection(&self) -> Value {
         self.app
             .get_json(&self.path("connection"), &self.admin)
@@ -112,7 +119,7 @@ impl Crmed {
     }
 
     /// Connected with OAuth to loc-1, tokens planted.
-    async fn oauth_connected(&self, access: &str, refresh: &str) {
+    pub(crate) async fn oauth_connected(&self, access: &str, refresh: &str) {
         self.fake.plant_tokens(access, refresh);
         let q = self.start(json!({})).await;
         let code = self.fake.grant("loc-1", SCOPES);

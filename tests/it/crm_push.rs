@@ -276,3 +276,48 @@ async fn workers_killed_mid_push_leave_each_contact_once_in_the_crm() {
     assert_eq!(records(&c, "result=pushed").await.len(), 150);
     assert_eq!(c.fake.rejected(), 0, "two processes shared the budget");
 }
+
+#[tokio::test]
+async fn a_401_mid_push_refreshes_once_and_the_push_goes_on() {
+    let c = setup_with(|s| {
+        s.highlevel.burst_limit = 10;
+        s.highlevel.burst_window_ms = 1000;
+    })
+    .await;
+    c.fake.set_limit(10, Duration::from_secs(1));
+    let (ids, _) = saved_contacts(&c, 30).await;
+    c.oauth_connected("access-p", "refresh-p").await;
+    let _worker = c.app.worker().await;
+    let res = c
+        .app
+        .post(&c.path("push"), &c.admin)
+        .json(&json!({ "contact_ids": ids }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    let job: Uuid = res.json::<Value>().await.unwrap()["job_id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    wait_until(30, "the push is under way", || async {
+        c.fake.contact_calls() >= 12
+    })
+    .await;
+    // The access token dies mid-push (expired or revoked early).
+    c.fake.expire_access_tokens();
+    wait_until(60, "the push succeeds", || async {
+        let status = c.app.job_status(job).await;
+        assert!(!["dead", "failed"].contains(&status.as_str()), "{status}");
+        status == "succeeded"
+    })
+    .await;
+    assert_eq!(
+        c.fake.refresh_calls(),
+        1,
+        "one refresh, then the push went on"
+    );
+    assert_eq!(c.fake.contacts("loc-1").len(), 30);
+    assert_eq!(c.connection_status().await, "connected");
+}
