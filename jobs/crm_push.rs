@@ -73,7 +73,7 @@ pub struct CrmWork {
 }
 
 impl CrmWork {
-    fn crm(&self, pool: &sqlx::PgPool) -> Crm {
+    pub(crate) fn crm(&self, pool: &sqlx::PgPool) -> Crm {
         Crm {
             client: self.client.clone(),
             app: self.app.clone(),
@@ -140,7 +140,7 @@ impl Worker for CrmPushJob {
     }
 }
 
-fn session_error(e: SessionError) -> JobError {
+pub(crate) fn session_error(e: SessionError) -> JobError {
     if e.is_transient() {
         JobError::Retryable(e.into())
     } else {
@@ -199,17 +199,16 @@ impl CrmPushJob {
             // An attempt whose outcome was lost: find what it made, if anything.
             let (email, phone) = (body.email.clone(), body.phone.clone());
             let loc = location.clone();
-            known = self
-                .call(session, move |client, token| {
-                    let (email, phone, loc) = (email.clone(), phone.clone(), loc.clone());
-                    async move {
-                        client
-                            .find_duplicate(&token, &loc, email.as_deref(), phone.as_deref())
-                            .await
-                    }
-                })
-                .await?
-                .map_err(|e| JobError::Permanent(e.into()))?;
+            known = within_budget(&self.0, session, move |client, token| {
+                let (email, phone, loc) = (email.clone(), phone.clone(), loc.clone());
+                async move {
+                    client
+                        .find_duplicate(&token, &loc, email.as_deref(), phone.as_deref())
+                        .await
+                }
+            })
+            .await?
+            .map_err(|e| JobError::Permanent(e.into()))?;
         }
         crm_pushes::intend(pool, tenant, id, &location, &hash, Some(job))
             .await
@@ -217,7 +216,7 @@ impl CrmPushJob {
         let sent = match known {
             Some(crm_id) => {
                 let (b, cid) = (body.clone(), crm_id.clone());
-                self.call(session, move |client, token| {
+                within_budget(&self.0, session, move |client, token| {
                     let (b, cid) = (b.clone(), cid.clone());
                     async move { client.update_contact(&token, &cid, &b).await }
                 })
@@ -226,7 +225,7 @@ impl CrmPushJob {
             }
             None => {
                 let (b, loc) = (body.clone(), location.clone());
-                self.call(session, move |client, token| {
+                within_budget(&self.0, session, move |client, token| {
                     let (b, loc) = (b.clone(), loc.clone());
                     async move { client.upsert_contact(&token, &loc, &b).await }
                 })
@@ -269,41 +268,41 @@ impl CrmPushJob {
             .context("push record")?;
         Ok(Outcome::Skipped)
     }
+}
 
-    /// One HighLevel request within the Location's budget: waits for a
-    /// slot, and after a 429 waits as told and sends it again. Outer error:
-    /// the job stops (retryable or not); inner: HighLevel refused this
-    /// request for this contact.
-    async fn call<T, F, Fut>(
-        &self,
-        session: &mut HighLevelSession,
-        f: F,
-    ) -> Result<Result<T, HlError>, JobError>
-    where
-        F: Fn(Client, secrecy::SecretString) -> Fut,
-        Fut: std::future::Future<Output = Result<T, HlError>>,
-    {
-        loop {
-            match self.0.limiter.acquire(&session.location_id).await {
-                Ok(Ok(())) => {}
-                Ok(Err(wait)) => {
-                    return Err(JobError::Retryable(anyhow::anyhow!(
-                        "HighLevel's daily request budget for this Location is spent; \
-                         it opens again in {} minutes",
-                        wait.as_secs() / 60 + 1
-                    )))
-                }
-                Err(e) => return Err(JobError::Retryable(e.into())),
+/// One HighLevel request within the Location's budget: waits for a
+/// slot, and after a 429 waits as told and sends it again. Outer error:
+/// the job stops (retryable or not); inner: HighLevel refused this
+/// request for this contact.
+pub(crate) async fn within_budget<T, F, Fut>(
+    work: &CrmWork,
+    session: &mut HighLevelSession,
+    f: F,
+) -> Result<Result<T, HlError>, JobError>
+where
+    F: Fn(Client, secrecy::SecretString) -> Fut,
+    Fut: std::future::Future<Output = Result<T, HlError>>,
+{
+    loop {
+        match work.limiter.acquire(&session.location_id).await {
+            Ok(Ok(())) => {}
+            Ok(Err(wait)) => {
+                return Err(JobError::Retryable(anyhow::anyhow!(
+                    "HighLevel's daily request budget for this Location is spent; \
+                     it opens again in {} minutes",
+                    wait.as_secs() / 60 + 1
+                )))
             }
-            match session.call(&f).await {
-                Ok(v) => return Ok(Ok(v)),
-                Err(SessionError::HighLevel(HlError::RateLimited { retry_after, .. })) => {
-                    tracing::warn!(?retry_after, "HighLevel answered 429; waiting");
-                    tokio::time::sleep(retry_after).await;
-                }
-                Err(SessionError::HighLevel(e)) if !e.is_transient() => return Ok(Err(e)),
-                Err(e) => return Err(session_error(e)),
+            Err(e) => return Err(JobError::Retryable(e.into())),
+        }
+        match session.call(&f).await {
+            Ok(v) => return Ok(Ok(v)),
+            Err(SessionError::HighLevel(HlError::RateLimited { retry_after, .. })) => {
+                tracing::warn!(?retry_after, "HighLevel answered 429; waiting");
+                tokio::time::sleep(retry_after).await;
             }
+            Err(SessionError::HighLevel(e)) if !e.is_transient() => return Ok(Err(e)),
+            Err(e) => return Err(session_error(e)),
         }
     }
 }

@@ -265,28 +265,15 @@ async fn stage_all(ctx: &mut JobContext, batch: &Import) -> Result<(), JobError>
             Err(JobError::Permanent(anyhow::anyhow!(message)))
         }
         Ok(may_repeat) => {
-            let duplicates = if may_repeat {
-                staged_rows::flag_duplicates(&mut *tx, batch.id)
-                    .await
-                    .context("flag duplicates")?
-            } else {
-                0
-            };
-            let counts = imports::get(&mut *tx, None, batch.id)
-                .await
-                .context("reload import")?
-                .counts;
-            let (status, message) =
-                closing_message(&counts, limits.import_rows_per_day, duplicates);
-            imports::set_duplicates(&mut *tx, batch.id, duplicates as i32)
-                .await
-                .context("count duplicates")?;
-            imports::finish(&mut tx, batch.id, status, message.as_deref())
-                .await
-                .context("finish import")?;
-            ctx.progress(last_row as i64, Some(last_row as i64), message.as_deref())
-                .await?;
-            ctx.complete_in(&mut tx).await?;
+            let counts = close(
+                ctx,
+                &mut tx,
+                batch.id,
+                limits.import_rows_per_day,
+                may_repeat,
+                last_row as i64,
+            )
+            .await?;
             tx.commit().await?;
             if i64::from(counts.total) >= staged_rows::ANALYZE_AFTER_ROWS {
                 // Outside the transaction: a failure here only costs speed.
@@ -298,6 +285,42 @@ async fn stage_all(ctx: &mut JobContext, batch: &Import) -> Result<(), JobError>
             Ok(())
         }
     }
+}
+
+/// Close a batch whose rows are all staged, in the caller's transaction
+/// with the job's success: flag rows that repeat an earlier row exactly
+/// (when any may), set the final status and its message. Shared by every
+/// job that stages rows (`import`, `crm_pull`), so a batch reads the same
+/// whatever it came from.
+pub(crate) async fn close(
+    ctx: &mut JobContext,
+    tx: &mut sqlx::PgConnection,
+    import_id: Uuid,
+    rows_per_day: i32,
+    may_repeat: bool,
+    rows: i64,
+) -> Result<imports::Counts, JobError> {
+    let duplicates = if may_repeat {
+        staged_rows::flag_duplicates(&mut *tx, import_id)
+            .await
+            .context("flag duplicates")?
+    } else {
+        0
+    };
+    let counts = imports::get(&mut *tx, None, import_id)
+        .await
+        .context("reload import")?
+        .counts;
+    let (status, message) = closing_message(&counts, rows_per_day, duplicates);
+    imports::set_duplicates(&mut *tx, import_id, duplicates as i32)
+        .await
+        .context("count duplicates")?;
+    imports::finish(tx, import_id, status, message.as_deref())
+        .await
+        .context("finish import")?;
+    ctx.progress(rows, Some(rows), message.as_deref()).await?;
+    ctx.complete_in(tx).await?;
+    Ok(counts)
 }
 
 /// The batch's final status and what the user should know about it.

@@ -7,10 +7,11 @@
 //! is the job the handler will decode. To add a kind, see the README.
 //!
 //! Every handler is idempotent and says in its doc comment what makes it so.
-//! Kinds of the product that have no handler yet (crm_pull and
-//! billing_reconcile arrive in later issues) are simply absent from
+//! Kinds of the product that have no handler yet (billing_reconcile
+//! arrives in a later issue) are simply absent from
 //! the registry: submitting them is refused with a 422 naming the kind.
 
+mod crm_pull;
 mod crm_push;
 mod dedupe;
 mod dedupe_plan;
@@ -26,6 +27,7 @@ use bizcontacts_matching::Thresholds;
 use bizcontacts_queue::handler::Registry;
 use bizcontacts_queue::scheduler::Schedule;
 
+pub use crm_pull::{CrmPullArgs, CrmPullJob};
 pub use crm_push::{CrmPushArgs, CrmPushJob, CrmWork, MAX_PUSH};
 pub use dedupe::{DedupeArgs, DedupeJob};
 pub use import::{ImportArgs, ImportJob};
@@ -48,7 +50,7 @@ pub fn registry(dedupe: &DedupeSettings, crm: Option<CrmWork>) -> Registry {
         .with(ImportJob)
         .with(dedupe);
     let registry = match crm {
-        Some(crm) => registry.with(CrmPushJob(crm)),
+        Some(crm) => registry.with(CrmPullJob(crm.clone())).with(CrmPushJob(crm)),
         None => registry,
     };
     #[cfg(feature = "test-kinds")]

@@ -84,7 +84,11 @@ async fn submission_is_checked_before_anything_is_written() {
     let admin = app.member(tenant, Role::OrgAdmin).await;
     let path = format!("/v1/tenants/{tenant}/jobs");
     for (body, field, needle) in [
-        (json!({ "kind": "crm_pull" }), "kind", "not available"),
+        (
+            json!({ "kind": "billing_reconcile" }),
+            "kind",
+            "not available",
+        ),
         (json!({ "kind": "no_such_kind" }), "kind", "not available"),
         (
             json!({ "kind": "quota_reset", "params": { "day": "2026-01-01" } }),

@@ -10,6 +10,7 @@ mod abuse;
 mod bad_input;
 mod cli;
 mod crm;
+mod crm_pull;
 mod crm_push;
 mod dedupe;
 mod http_basics;

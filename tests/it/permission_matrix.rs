@@ -82,6 +82,7 @@ enum Route {
     HighLevelWebhook,
     CrmPush,
     CrmPushes,
+    CrmPull,
 }
 
 const ROUTES: &[Route] = &[
@@ -142,6 +143,7 @@ const ROUTES: &[Route] = &[
     Route::HighLevelWebhook,
     Route::CrmPush,
     Route::CrmPushes,
+    Route::CrmPull,
 ];
 
 impl Route {
@@ -394,6 +396,11 @@ impl Route {
             Route::CrmPushes => (
                 Method::GET,
                 "/v1/tenants/{tenant_id}/crm/pushes",
+                Need::Tenant(P::CrmSync),
+            ),
+            Route::CrmPull => (
+                Method::POST,
+                "/v1/tenants/{tenant_id}/crm/pull",
                 Need::Tenant(P::CrmSync),
             ),
         }
@@ -764,7 +771,7 @@ impl Ctx<'_> {
                 template.replace("{tenant_id}", &t.to_string()),
                 Some(json!({ "token": MATRIX_KEY, "location_id": "loc-m" })),
             ),
-            Route::CrmConnection | Route::CrmDisconnect => {
+            Route::CrmConnection | Route::CrmDisconnect | Route::CrmPull => {
                 self.connected().await;
                 (template.replace("{tenant_id}", &t.to_string()), None)
             }

@@ -10,7 +10,7 @@ wire_enum!(
         Csv => "csv",
         Api => "api",
         Manual => "manual",
-        Crm => "crm",
+        CrmPull => "crm_pull",
         Correction => "correction",
     }
 );

@@ -67,6 +67,7 @@ impl FakeHighLevel {
             .route("/oauth/token", post(token))
             .route("/locations/{id}", get(location))
             .route("/contacts/upsert", post(upsert))
+            .route("/contacts/search", post(search))
             .route("/contacts/search/duplicate", get(duplicate))
             .route("/contacts/{id}", axum::routing::put(update))
             .with_state(inner.clone());
@@ -125,6 +126,27 @@ impl FakeHighLevel {
     pub fn revoke_refresh_tokens(&self) {
         for (_, (_, spent)) in self.lock().refresh.iter_mut() {
             *spent = true;
+        }
+    }
+
+    /// Contacts made in HighLevel itself (what a pull reads): `n` of them,
+    /// numbered from `from`, with email, phone, names, company and address.
+    pub fn add_contacts(&self, location: &str, from: usize, n: usize) {
+        let mut s = self.lock();
+        let list = s.contacts.entry(location.to_string()).or_default();
+        for i in from..from + n {
+            list.push((
+                format!("hl-seed-{i:06}"),
+                json!({
+                    "email": format!("crm{i}@pull.example"),
+                    "phone": format!("+4420794{i:05}"),
+                    "firstName": "Pat", "lastName": format!("Lee{i}"),
+                    "companyName": format!("Pulled {i} Ltd"),
+                    "address1": "1 High Street", "city": "London", "postalCode": "EC1A 1BB",
+                    "country": "GB", "website": format!("https://pulled{i}.example"),
+                    "tags": ["vip"],
+                }),
+            ));
         }
     }
 
@@ -430,4 +452,58 @@ async fn duplicate(
         })
     });
     Json(json!({ "contact": found.map(|(id, _)| json!({ "id": id })) })).into_response()
+}
+
+/// `POST /contacts/search`: `page` and `pageLimit` (at most 500) up to
+/// 10,000 records; past that only `searchAfter` works. Contacts come in
+/// the order they were added, each with its `searchAfter`.
+async fn search(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    headers: HeaderMap,
+    Json(body): Json<serde_json::Value>,
+) -> Response {
+    let mut s = inner.lock().unwrap();
+    let location = match authorized(&s, &headers) {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    if body["locationId"].as_str() != Some(location.as_str()) {
+        return unauthorized("The token is not authorized for this location");
+    }
+    if let Err(r) = admit(&mut s, &location) {
+        return r;
+    }
+    let limit = body["pageLimit"].as_u64().unwrap_or(20) as usize;
+    if limit > 500 {
+        return bad_request("pageLimit must not be greater than 500");
+    }
+    let start = match (&body["page"], &body["searchAfter"]) {
+        (serde_json::Value::Number(p), _) => {
+            let p = p.as_u64().unwrap_or(1).max(1) as usize;
+            if p * limit > 10_000 {
+                return bad_request("page paging is limited to 10,000 records; use searchAfter");
+            }
+            (p - 1) * limit
+        }
+        (_, serde_json::Value::Array(a)) => a
+            .get(1)
+            .and_then(|v| v.as_u64())
+            .map(|i| i as usize + 1)
+            .unwrap_or(0),
+        _ => 0,
+    };
+    let all = s.contacts.get(&location).cloned().unwrap_or_default();
+    let page: Vec<serde_json::Value> = all
+        .iter()
+        .enumerate()
+        .skip(start)
+        .take(limit)
+        .map(|(i, (id, f))| {
+            let mut c = f.clone();
+            c["id"] = id.clone().into();
+            c["searchAfter"] = json!([i as u64 * 1000, i]);
+            c
+        })
+        .collect();
+    Json(json!({ "contacts": page, "total": all.len() })).into_response()
 }

@@ -350,3 +350,75 @@ impl Client {
         Ok(b.contact.map(|c| c.id))
     }
 }
+
+/// Where a contact search continues: a page number while under HighLevel's
+/// 10,000-record page limit, then the `searchAfter` of the last contact.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SearchFrom {
+    Page(u32),
+    After(serde_json::Value),
+}
+
+/// How many records page numbers reach (HighLevel's limit).
+pub const PAGE_PAGING_LIMIT: u32 = 10_000;
+
+/// One page of `POST /contacts/search`: the contacts as HighLevel sent
+/// them, and where the next page starts (None at the end).
+pub struct ContactPage {
+    pub contacts: Vec<serde_json::Value>,
+    pub next: Option<SearchFrom>,
+}
+
+impl Client {
+    /// `POST /contacts/search`, oldest first, `page_limit` per page.
+    pub async fn search_contacts(
+        &self,
+        token: &SecretString,
+        location: &str,
+        page_limit: u32,
+        from: &SearchFrom,
+    ) -> Result<ContactPage, Error> {
+        #[derive(Deserialize)]
+        struct Body {
+            #[serde(default)]
+            contacts: Vec<serde_json::Value>,
+        }
+        let call = "POST /contacts/search";
+        let mut body = serde_json::json!({
+            "locationId": location,
+            "pageLimit": page_limit,
+            "sort": [{ "field": "dateAdded", "direction": "asc" }],
+        });
+        match from {
+            SearchFrom::Page(p) => body["page"] = (*p).into(),
+            SearchFrom::After(a) => body["searchAfter"] = a.clone(),
+        }
+        let res = self
+            .authed(reqwest::Method::POST, "/contacts/search", token)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| transport(call, e))?;
+        let b: Body = read(call, res).await?;
+        let next = if (b.contacts.len() as u32) < page_limit {
+            None
+        } else {
+            match from {
+                // The next page would reach past the page-number limit.
+                SearchFrom::Page(p) if (p + 1) * page_limit <= PAGE_PAGING_LIMIT => {
+                    Some(SearchFrom::Page(p + 1))
+                }
+                _ => b
+                    .contacts
+                    .last()
+                    .and_then(|c| c.get("searchAfter").cloned())
+                    .map(SearchFrom::After),
+            }
+        };
+        Ok(ContactPage {
+            contacts: b.contacts,
+            next,
+        })
+    }
+}

@@ -391,3 +391,39 @@ pub async fn quarantine(
     .await?;
     Ok(Some((touched.len(), withdrawn)))
 }
+
+/// Where a CRM pull's paging stands (committed with the page's rows).
+pub async fn pull_cursor(
+    db: impl PgExecutor<'_>,
+    import_id: Uuid,
+) -> Result<Option<serde_json::Value>> {
+    Ok(
+        sqlx::query_scalar("SELECT pull_cursor FROM imports WHERE id = $1")
+            .bind(import_id)
+            .fetch_one(db)
+            .await?,
+    )
+}
+
+pub async fn set_pull_cursor(
+    db: impl PgExecutor<'_>,
+    import_id: Uuid,
+    cursor: &serde_json::Value,
+) -> Result<()> {
+    sqlx::query("UPDATE imports SET pull_cursor = $2 WHERE id = $1")
+        .bind(import_id)
+        .bind(cursor)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// The job that stages the batch (a CRM pull's, which has no upload).
+pub async fn set_job(db: impl PgExecutor<'_>, id: Uuid, job_id: Uuid) -> Result<()> {
+    sqlx::query("UPDATE imports SET job_id = $2 WHERE id = $1")
+        .bind(id)
+        .bind(job_id)
+        .execute(db)
+        .await?;
+    Ok(())
+}

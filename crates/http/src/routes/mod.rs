@@ -9,7 +9,7 @@ pub mod admin_jobs;
 pub mod api_keys;
 pub mod contacts;
 pub mod crm;
-pub mod crm_push;
+pub mod crm_sync;
 pub mod health;
 pub mod import_matches;
 pub mod import_review;
@@ -41,7 +41,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(search::router())
         .merge(saved::router())
         .merge(crm::router())
-        .merge(crm_push::router())
+        .merge(crm_sync::router())
         .merge(webhooks::router())
         .merge(admin_corpus::router())
 }

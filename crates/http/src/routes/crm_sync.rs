@@ -1,7 +1,8 @@
-//! Pushing saved contacts to the tenant's CRM, and the push history.
+//! Syncing with the tenant's CRM: pulling its contacts into a batch for
+//! review, pushing saved contacts to it, and the push history.
 //!
-//! The route checks and records; the `crm_push` job talks to HighLevel
-//! (`jobs/crm_push.rs` says how it never makes a duplicate).
+//! The routes check and record; the `crm_pull` and `crm_push` jobs talk to
+//! HighLevel (`jobs/crm_push.rs` says how a push never makes a duplicate).
 
 use crate::auth::{perm, TenantScope};
 use crate::enqueue::tenant_job;
@@ -13,10 +14,12 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use bizcontacts_jobs::{CrmPushArgs, MAX_PUSH};
+use bizcontacts_domain::batch::{ImportStatus, Source};
+use bizcontacts_jobs::{CrmPullArgs, CrmPushArgs, MAX_PUSH};
 use bizcontacts_queue::args::JobArgs;
 use bizcontacts_store::crm::{self, Status};
 use bizcontacts_store::crm_pushes::{self, Push};
+use bizcontacts_store::imports::{self, NewImport};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -24,8 +27,76 @@ use uuid::Uuid;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
+        .routes(routes!(pull))
         .routes(routes!(push))
         .routes(routes!(list_pushes))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct PullAccepted {
+    job_id: Uuid,
+    /// The batch the pulled contacts are staged in, for review like any import.
+    import_id: Uuid,
+}
+
+/// The connected tenant's CRM, or a 409 saying to connect it.
+async fn connected_location(
+    tx: &mut sqlx::PgConnection,
+    tenant: bizcontacts_domain::TenantId,
+) -> Result<String, ApiError> {
+    crm::get(&mut *tx, tenant)
+        .await?
+        .filter(|c| c.status == Status::Connected)
+        .and_then(|c| c.location_id)
+        .ok_or_else(|| {
+            ApiError::Conflict(
+                "the CRM is not connected (or needs reconnecting); connect it first".into(),
+            )
+        })
+}
+
+/// Pull the connected Location's contacts into a new batch (source
+/// `crm_pull`), staged and reviewed like a CSV (a `crm_pull` job).
+#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/crm/pull", tag = "crm", security(("bearer" = [])),
+    params(("tenant_id" = Uuid, Path)),
+    responses((status = 202, body = PullAccepted),
+        (status = 409, body = Problem, description = "the CRM is not connected"),
+        (status = 429, body = Problem, description = "the day's jobs are used up")))]
+#[tracing::instrument(skip_all, fields(tenant_id = %scope.tenant_id()))]
+async fn pull(
+    State(state): State<AppState>,
+    scope: TenantScope<perm::CrmSync>,
+) -> Result<Response, ApiError> {
+    let tenant = scope.tenant_id();
+    let mut tx = state.store.pool.begin().await?;
+    let location = connected_location(&mut tx, tenant).await?;
+    let batch = imports::create(
+        &mut tx,
+        NewImport {
+            tenant_id: tenant,
+            source: Source::CrmPull,
+            status: ImportStatus::Queued,
+            idempotency_key: None,
+            filename: Some(format!("HighLevel Location {location}")),
+            created_by: Some(scope.principal.user_id),
+        },
+    )
+    .await?
+    .ok_or_else(|| ApiError::Conflict("a batch without a key cannot conflict".into()))?;
+    let job = CrmPullArgs {
+        import_id: batch.id,
+    }
+    .job();
+    let (enqueued, pending, usage) =
+        tenant_job(&state, &mut tx, &scope.tenant, &scope.principal, job).await?;
+    imports::set_job(&mut *tx, batch.id, enqueued.job.id).await?;
+    tx.commit().await?;
+    state.ledger.push(pending).await;
+    let body = PullAccepted {
+        job_id: enqueued.job.id,
+        import_id: batch.id,
+    };
+    Ok(usage.on((StatusCode::ACCEPTED, Json(body)).into_response()))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -66,14 +137,7 @@ async fn push(
     }
     let tenant = scope.tenant_id();
     let mut tx = state.store.pool.begin().await?;
-    let connected = crm::get(&mut *tx, tenant)
-        .await?
-        .is_some_and(|c| c.status == Status::Connected);
-    if !connected {
-        return Err(ApiError::Conflict(
-            "the CRM is not connected (or needs reconnecting); connect it first".into(),
-        ));
-    }
+    connected_location(&mut tx, tenant).await?;
     let saved: Vec<Uuid> = sqlx::query_scalar(
         "SELECT contact_id FROM saved_contacts WHERE tenant_id = $1 AND contact_id = ANY($2)",
     )

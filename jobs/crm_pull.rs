@@ -1,0 +1,248 @@
+//! `crm_pull`: the connected Location's contacts, staged as a batch for
+//! review (source `crm_pull`), through the same normalization, validation,
+//! duplicate flagging and review as a CSV: each HighLevel contact becomes a
+//! record under a fixed header ([`HEADER`], mapped like a CSV header) and
+//! goes through the import's `Stager`, the daily import-row allowance and
+//! the import's closing step.
+//!
+//! Pages of `POST /contacts/search` (500 per page; page numbers up to
+//! HighLevel's 10,000 records, `searchAfter` beyond), each page's rows,
+//! progress and paging cursor committed together: a killed run resumes
+//! after the last committed page and no row is staged twice (the batch's
+//! `(import_id, row_number)` key refuses it anyway). Every request waits for
+//! the Location's shared budget. Tags and custom fields are kept in the
+//! row's extra data.
+
+use crate::crm_push::CrmWork;
+use crate::import::close;
+use anyhow::Context;
+use async_trait::async_trait;
+use bizcontacts_domain::batch::ImportStatus;
+use bizcontacts_domain::Permission;
+use bizcontacts_highlevel::{Client, SearchFrom};
+use bizcontacts_ingest::{Layout, Stager};
+use bizcontacts_queue::args::{JobArgs, Worker};
+use bizcontacts_queue::handler::{JobContext, JobError, RetryPolicy, Starter};
+use bizcontacts_store::imports::{self, Progress};
+use bizcontacts_store::staged_rows::{self, CopyRows};
+use bizcontacts_store::{packages, tenants, usage, StoreError};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+use uuid::Uuid;
+
+/// Contacts per search page (HighLevel allows up to 500).
+const PAGE: u32 = 500;
+
+/// The record a HighLevel contact becomes, as a CSV header would name it.
+pub const HEADER: [&str; 12] = [
+    "Company",
+    "First Name",
+    "Last Name",
+    "Email",
+    "Phone",
+    "Website",
+    "Address",
+    "City",
+    "Postcode",
+    "Region",
+    "Country",
+    "Notes",
+];
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CrmPullArgs {
+    /// The batch the pulled contacts are staged in.
+    pub import_id: Uuid,
+}
+
+impl JobArgs for CrmPullArgs {
+    const KIND: &'static str = "crm_pull";
+
+    fn retry() -> RetryPolicy {
+        RetryPolicy::new(8, Duration::from_secs(10), Duration::from_secs(900))
+    }
+}
+
+pub struct CrmPullJob(pub CrmWork);
+
+#[async_trait]
+impl Worker for CrmPullJob {
+    type Args = CrmPullArgs;
+
+    fn starter(&self) -> Starter {
+        Starter::Intake(Permission::CrmSync)
+    }
+
+    #[tracing::instrument(skip_all, fields(job_id = %ctx.job_id))]
+    async fn work(&self, ctx: &mut JobContext, params: CrmPullArgs) -> Result<(), JobError> {
+        let pool = ctx.pool().clone();
+        let batch = match imports::get(&pool, ctx.tenant_id, params.import_id).await {
+            Err(StoreError::NotFound) => {
+                return Err(JobError::Permanent(anyhow::anyhow!(
+                    "import {} does not exist",
+                    params.import_id
+                )))
+            }
+            other => other.context("load import")?,
+        };
+        if !matches!(
+            batch.status,
+            ImportStatus::Queued | ImportStatus::Processing
+        ) {
+            let mut tx = pool.begin().await?;
+            ctx.complete_in(&mut tx).await?;
+            tx.commit().await?;
+            return Ok(());
+        }
+        let tenant = tenants::get(&pool, batch.tenant_id)
+            .await
+            .context("tenant")?;
+        let limits = packages::get(&pool, tenant.package)
+            .await
+            .context("package")?;
+        let mut session = self
+            .0
+            .crm(&pool)
+            .session(tenant.id)
+            .await
+            .map_err(crate::crm_push::session_error)?;
+        let layout = Layout::from_header(b',', HEADER).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let stager = Stager::new(&layout);
+        let mut from: SearchFrom = match imports::pull_cursor(&pool, batch.id)
+            .await
+            .context("cursor")?
+        {
+            Some(c) => serde_json::from_value(c).context("stored cursor")?,
+            None => {
+                let mut tx = pool.begin().await?;
+                imports::set_layout(
+                    &mut *tx,
+                    batch.id,
+                    ",",
+                    &layout.header,
+                    &layout.mapping_names(),
+                )
+                .await
+                .context("layout")?;
+                tx.commit().await?;
+                SearchFrom::Page(1)
+            }
+        };
+        let mut row = batch.rows_done;
+        loop {
+            ctx.checkpoint().await?;
+            let location = session.location_id.clone();
+            let page = {
+                let (loc, at) = (location.clone(), from.clone());
+                crate::crm_push::within_budget(
+                    &self.0,
+                    &mut session,
+                    move |client: Client, token| {
+                        let (loc, at) = (loc.clone(), at.clone());
+                        async move { client.search_contacts(&token, &loc, PAGE, &at).await }
+                    },
+                )
+                .await?
+                .map_err(|e| JobError::Permanent(e.into()))?
+            };
+            let mut rows = CopyRows::new(batch.id);
+            let after_row = row;
+            for contact in &page.contacts {
+                row += 1;
+                let record = csv::StringRecord::from(record_of(contact).to_vec());
+                rows.push(&stager.stage(row, &record));
+            }
+            let mut tx = pool.begin().await?;
+            let granted = usage::consume_import_rows(
+                &mut tx,
+                tenant.id,
+                chrono::Utc::now().date_naive(),
+                rows.len() as i32,
+                limits.import_rows_per_day,
+            )
+            .await
+            .context("import rows per day")?;
+            if granted > 0 {
+                staged_rows::copy(&mut tx, &rows, granted as usize)
+                    .await
+                    .context("stage rows")?;
+            }
+            let valid = rows.valid_in_first(granted as usize) as i32;
+            imports::advance(
+                &mut *tx,
+                batch.id,
+                Progress {
+                    after_row,
+                    last_row: row,
+                    valid,
+                    invalid: granted - valid,
+                    not_staged: rows.len() as i32 - granted,
+                },
+            )
+            .await
+            .context("checkpoint")?;
+            match &page.next {
+                Some(next) => {
+                    imports::set_pull_cursor(
+                        &mut *tx,
+                        batch.id,
+                        &serde_json::to_value(next).context("cursor")?,
+                    )
+                    .await
+                    .context("cursor")?;
+                    tx.commit().await?;
+                    ctx.progress(row as i64, None, Some(&format!("{row} contacts read")))
+                        .await?;
+                    from = next.clone();
+                }
+                None => {
+                    close(
+                        ctx,
+                        &mut tx,
+                        batch.id,
+                        limits.import_rows_per_day,
+                        true,
+                        row as i64,
+                    )
+                    .await?;
+                    tx.commit().await?;
+                    tracing::info!(import_id = %batch.id, rows = row, "CRM pull staged");
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+/// A HighLevel contact as a record under [`HEADER`]; its tags and custom
+/// fields, when present, go to `Notes` as JSON (extra data the review shows).
+fn record_of(c: &serde_json::Value) -> [String; 12] {
+    let s = |k: &str| c[k].as_str().unwrap_or("").to_string();
+    let extra: serde_json::Map<String, serde_json::Value> = ["tags", "customFields"]
+        .iter()
+        .filter_map(|k| {
+            c.get(*k)
+                .filter(|v| !v.is_null() && v.as_array().is_none_or(|a| !a.is_empty()))
+                .map(|v| (k.to_string(), v.clone()))
+        })
+        .collect();
+    [
+        s("companyName"),
+        s("firstName"),
+        s("lastName"),
+        s("email"),
+        s("phone"),
+        s("website"),
+        s("address1"),
+        s("city"),
+        s("postalCode"),
+        s("state"),
+        s("country"),
+        if extra.is_empty() {
+            String::new()
+        } else {
+            serde_json::Value::Object(extra).to_string()
+        },
+    ]
+}
