@@ -17,18 +17,26 @@ use crate::crm_push::CrmWork;
 use crate::import::close;
 use anyhow::Context;
 use async_trait::async_trait;
-use bizcontacts_domain::batch::ImportStatus;
+use bizcontacts_domain::batch::{ImportStatus, Source};
 use bizcontacts_domain::Permission;
+use bizcontacts_domain::TenantId;
 use bizcontacts_highlevel::{Client, SearchFrom};
 use bizcontacts_ingest::{Layout, Stager};
 use bizcontacts_queue::args::{JobArgs, Worker};
 use bizcontacts_queue::handler::{JobContext, JobError, RetryPolicy, Starter};
-use bizcontacts_store::imports::{self, Progress};
+use bizcontacts_queue::scheduler::Schedule;
+use bizcontacts_store::crm;
+use bizcontacts_store::imports::{self, NewImport, Progress};
 use bizcontacts_store::staged_rows::{self, CopyRows};
 use bizcontacts_store::{packages, tenants, usage, StoreError};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
+
+/// A webhook-started pull waits this long after the first contact event,
+/// so that a burst of events for one Location becomes one pull.
+pub const DEBOUNCE: Duration = Duration::from_secs(60);
 
 /// Contacts per search page (HighLevel allows up to 500).
 const PAGE: u32 = 500;
@@ -49,11 +57,41 @@ pub const HEADER: [&str; 12] = [
     "Notes",
 ];
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CrmPullArgs {
-    /// The batch the pulled contacts are staged in.
-    pub import_id: Uuid,
+    /// The batch the pulled contacts are staged in; absent for pulls the
+    /// platform starts (nightly, after webhooks): the job then makes its
+    /// batch on its first run, keyed by the job, so a re-run finds it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub import_id: Option<Uuid>,
+}
+
+/// Nightly pulls: 02:00 UTC, each connected tenant's spread over the next
+/// hour (by its id), one job per tenant per night whatever the number of
+/// schedulers (the tick's idempotency key).
+pub fn schedule() -> Schedule {
+    Schedule::new(
+        CrmPullArgs::KIND,
+        "0 0 2 * * *",
+        Arc::new(|tick, pool| {
+            Box::pin(async move {
+                let tenants = crm::connected_tenants(&pool).await?;
+                Ok(tenants
+                    .into_iter()
+                    .map(|t| {
+                        let spread = (t.0.as_u128() % 3600) as i64;
+                        CrmPullArgs::default()
+                            .job()
+                            .tenant(t)
+                            .key(Some(format!("nightly:{}", t.0)))
+                            .after(tick + chrono::Duration::seconds(spread))
+                    })
+                    .collect())
+            })
+        }),
+    )
+    .expect("static cron expression")
 }
 
 impl JobArgs for CrmPullArgs {
@@ -77,11 +115,19 @@ impl Worker for CrmPullJob {
     #[tracing::instrument(skip_all, fields(job_id = %ctx.job_id))]
     async fn work(&self, ctx: &mut JobContext, params: CrmPullArgs) -> Result<(), JobError> {
         let pool = ctx.pool().clone();
-        let batch = match imports::get(&pool, ctx.tenant_id, params.import_id).await {
+        let Some(tenant_id) = ctx.tenant_id else {
+            return Err(JobError::Permanent(anyhow::anyhow!(
+                "a pull belongs to a tenant"
+            )));
+        };
+        let import_id = match params.import_id {
+            Some(id) => id,
+            None => own_batch(&pool, tenant_id, ctx.job_id).await?,
+        };
+        let batch = match imports::get(&pool, ctx.tenant_id, import_id).await {
             Err(StoreError::NotFound) => {
                 return Err(JobError::Permanent(anyhow::anyhow!(
-                    "import {} does not exist",
-                    params.import_id
+                    "import {import_id} does not exist"
                 )))
             }
             other => other.context("load import")?,
@@ -213,6 +259,42 @@ impl Worker for CrmPullJob {
             }
         }
     }
+}
+
+/// The batch of a pull the platform started: made once, keyed by the job.
+async fn own_batch(pool: &sqlx::PgPool, tenant: TenantId, job: Uuid) -> Result<Uuid, JobError> {
+    let key = format!("crm_pull:{job}");
+    let mut tx = pool.begin().await?;
+    let made = imports::create(
+        &mut tx,
+        NewImport {
+            tenant_id: tenant,
+            source: Source::CrmPull,
+            status: ImportStatus::Processing,
+            idempotency_key: Some(key.clone()),
+            filename: Some("HighLevel (scheduled pull)".into()),
+            created_by: None,
+        },
+    )
+    .await
+    .context("pull batch")?;
+    let id = match made {
+        Some(batch) => {
+            imports::set_job(&mut *tx, batch.id, job)
+                .await
+                .context("pull batch")?;
+            batch.id
+        }
+        None => {
+            imports::find_by_key(&mut *tx, tenant, &key)
+                .await
+                .context("pull batch")?
+                .context("the pull's batch vanished")?
+                .id
+        }
+    };
+    tx.commit().await?;
+    Ok(id)
 }
 
 /// A HighLevel contact as a record under [`HEADER`]; its tags and custom

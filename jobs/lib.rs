@@ -27,7 +27,7 @@ use bizcontacts_matching::Thresholds;
 use bizcontacts_queue::handler::Registry;
 use bizcontacts_queue::scheduler::Schedule;
 
-pub use crm_pull::{CrmPullArgs, CrmPullJob};
+pub use crm_pull::{CrmPullArgs, CrmPullJob, DEBOUNCE};
 pub use crm_push::{CrmPushArgs, CrmPushJob, CrmWork, MAX_PUSH};
 pub use dedupe::{DedupeArgs, DedupeJob};
 pub use import::{ImportArgs, ImportJob};
@@ -60,12 +60,12 @@ pub fn registry(dedupe: &DedupeSettings, crm: Option<CrmWork>) -> Registry {
 
 /// The periodic jobs, in UTC.
 ///
-/// billing_reconcile (hourly) and the nightly crm_pull join this list with
-/// their handlers; a schedule for a kind without a handler would only fill
-/// the ledger with jobs no worker can run.
+/// billing_reconcile (hourly) joins this list with its handler; a schedule
+/// for a kind without a handler would only fill the ledger with jobs no
+/// worker can run.
 pub fn schedules() -> Vec<Schedule> {
     #[allow(unused_mut)]
-    let mut all = vec![quota_reset::schedule()];
+    let mut all = vec![quota_reset::schedule(), crm_pull::schedule()];
     #[cfg(feature = "test-kinds")]
     all.extend(test_kinds::schedule());
     all

@@ -74,8 +74,9 @@ pub async fn worker_with(settings: &Settings, registry: Registry) -> anyhow::Res
 }
 
 pub async fn scheduler(settings: &Settings) -> anyhow::Result<()> {
-    // The scheduler enqueues; it runs no CRM job, so it needs no secrets key.
-    let bg = background(settings, bizcontacts_jobs::registry(&settings.dedupe, None)).await?;
+    // Its registry knows every kind it enqueues (the nightly pulls too).
+    let redis = runtime::redis(settings).await?;
+    let bg = background(settings, runtime::registry(settings, &redis)?).await?;
     let shutdown = runtime::shutdown_on_signals();
     let ops = tokio::spawn({
         let (s, t) = (settings.clone(), shutdown.clone());

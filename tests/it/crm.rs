@@ -445,15 +445,15 @@ async fn two_processes_refreshing_at_once_spend_the_refresh_token_once() {
 }
 
 /// Webhook signing keys: RSA (x-wh-signature) and Ed25519 (x-ghl-signature).
-struct Signer {
+pub(crate) struct Signer {
     rsa: rsa::pkcs1v15::SigningKey<sha2::Sha256>,
-    rsa_pem: String,
+    pub(crate) rsa_pem: String,
     ed: ed25519_dalek::SigningKey,
-    ed_pem: String,
+    pub(crate) ed_pem: String,
 }
 
 impl Signer {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         use rsa::pkcs8::EncodePublicKey;
         let mut rng = rand::thread_rng();
         let private = rsa::RsaPrivateKey::new(&mut rng, 2048).unwrap();
@@ -475,12 +475,12 @@ impl Signer {
         }
     }
 
-    fn rsa(&self, body: &[u8]) -> String {
+    pub(crate) fn rsa(&self, body: &[u8]) -> String {
         use rsa::signature::{SignatureEncoding, Signer as _};
         STANDARD.encode(self.rsa.sign(body).to_vec())
     }
 
-    fn ed(&self, body: &[u8]) -> String {
+    pub(crate) fn ed(&self, body: &[u8]) -> String {
         use ed25519_dalek::Signer as _;
         STANDARD.encode(self.ed.sign(body).to_bytes())
     }

@@ -132,3 +132,87 @@ async fn a_worker_killed_mid_pull_resumes_and_stages_nothing_twice() {
     .await;
     assert_eq!(staged(&c, import).await, (12_000, 12_000, 12_000));
 }
+
+#[tokio::test]
+async fn a_burst_of_contact_webhooks_becomes_one_pull_a_minute_later() {
+    let signer = std::sync::Arc::new(crate::crm::Signer::new());
+    let keys = signer.clone();
+    let c = setup_with(move |s| {
+        s.highlevel.webhook_ed25519_public_key = keys.ed_pem.clone();
+    })
+    .await;
+    connect(&c).await;
+    let now = chrono::Utc::now();
+    let deliveries = (0..6).map(|i| {
+        let body = serde_json::to_vec(&json!({
+            "type": if i % 2 == 0 { "ContactCreate" } else { "ContactUpdate" },
+            "webhookId": format!("burst-{i}"), "timestamp": now.to_rfc3339(),
+            "locationId": "loc-1", "id": format!("crm-{i}"),
+        }))
+        .unwrap();
+        let sig = signer.ed(&body);
+        c.app
+            .client
+            .post(c.app.url("/v1/webhooks/highlevel"))
+            .header("x-ghl-signature", sig)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    });
+    for res in futures::future::join_all(deliveries).await {
+        assert_eq!(res.unwrap().status(), 200);
+    }
+    let pulls: Vec<(String, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
+        "SELECT status, run_after FROM jobs WHERE kind = 'crm_pull' AND tenant_id = $1",
+    )
+    .bind(c.tenant.0)
+    .fetch_all(&c.app.store.pool)
+    .await
+    .unwrap();
+    assert_eq!(pulls.len(), 1, "one pull for the burst: {pulls:?}");
+    let wait = pulls[0].1 - now;
+    assert!(wait > chrono::Duration::seconds(50) && wait < chrono::Duration::seconds(70));
+    assert_eq!(c.app.count("crm_contact_events").await, 6);
+}
+
+#[tokio::test]
+async fn the_nightly_tick_starts_one_pull_per_connected_tenant_spread_over_an_hour() {
+    let c = setup_with(|_| {}).await;
+    connect(&c).await;
+    // A second connected tenant, and a disconnected one.
+    let other = c.app.tenant(bizcontacts_domain::PackageName::Pro).await;
+    let gone = c.app.tenant(bizcontacts_domain::PackageName::Pro).await;
+    for (t, status) in [(other, "connected"), (gone, "disconnected")] {
+        sqlx::query(
+            "INSERT INTO crm_connections (tenant_id, method, status, location_id, token_sealed, token_key_id)
+             VALUES ($1, 'private_integration', $2, 'loc-x', CASE WHEN $2 = 'connected' THEN '\\x00'::bytea END,
+                     CASE WHEN $2 = 'connected' THEN 'k' END)",
+        )
+        .bind(t.0)
+        .bind(status)
+        .execute(&c.app.store.pool)
+        .await
+        .unwrap();
+    }
+    let ledger = c.app.ledger().await;
+    let schedule = bizcontacts_jobs::schedules()
+        .into_iter()
+        .find(|s| s.name == "crm_pull")
+        .unwrap();
+    let tick: chrono::DateTime<chrono::Utc> = "2026-12-02T02:00:00Z".parse().unwrap();
+    // Two schedulers firing the same tick: one job per tenant.
+    bizcontacts_queue::scheduler::fire(&ledger, &schedule, tick).await.unwrap();
+    bizcontacts_queue::scheduler::fire(&ledger, &schedule, tick).await.unwrap();
+    let jobs: Vec<(uuid::Uuid, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
+        "SELECT tenant_id, run_after FROM jobs WHERE kind = 'crm_pull' ORDER BY tenant_id",
+    )
+    .fetch_all(&c.app.store.pool)
+    .await
+    .unwrap();
+    let mut expected = vec![c.tenant.0, other.0];
+    expected.sort();
+    assert_eq!(jobs.iter().map(|j| j.0).collect::<Vec<_>>(), expected);
+    for (_, at) in &jobs {
+        assert!(*at >= tick && *at < tick + chrono::Duration::hours(1), "{at}");
+    }
+}

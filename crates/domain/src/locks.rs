@@ -21,6 +21,9 @@ pub enum AdvisoryLock {
     Corpus = 3,
     /// Seeding the demo tenant when several `dev` processes start at once.
     DemoSeed = 4,
+    /// A tenant's webhook-started pull: concurrent deliveries of a burst
+    /// see each other's pending pull and add none.
+    TenantPullDebounce = 5,
 }
 
 impl AdvisoryLock {

@@ -495,3 +495,25 @@ pub async fn record_contact_event(
     .await?;
     Ok(())
 }
+
+/// Tenants whose connection works (the nightly pull's list).
+pub async fn connected_tenants(db: impl PgExecutor<'_>) -> Result<Vec<TenantId>> {
+    let ids: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT tenant_id FROM crm_connections WHERE status = 'connected' ORDER BY tenant_id",
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(ids.into_iter().map(TenantId).collect())
+}
+
+/// Whether the tenant has a pull that has not started yet (queued or
+/// deferred): a new contact event is then already covered by it.
+pub async fn pull_pending(db: impl PgExecutor<'_>, tenant: TenantId) -> Result<bool> {
+    Ok(sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM jobs WHERE tenant_id = $1 AND kind = 'crm_pull'
+                          AND status IN ('queued', 'deferred'))",
+    )
+    .bind(tenant.0)
+    .fetch_one(db)
+    .await?)
+}

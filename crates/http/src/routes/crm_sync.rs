@@ -84,7 +84,7 @@ async fn pull(
     .await?
     .ok_or_else(|| ApiError::Conflict("a batch without a key cannot conflict".into()))?;
     let job = CrmPullArgs {
-        import_id: batch.id,
+        import_id: Some(batch.id),
     }
     .job();
     let (enqueued, pending, usage) =

@@ -7,7 +7,8 @@
 //! row and the effect commit together; a replay is acknowledged with 200
 //! and changes nothing). Effects are small writes: INSTALL notes the
 //! Location's company on its connection, UNINSTALL disconnects (tokens
-//! destroyed), Contact* events are queued for the tenant's next pull.
+//! destroyed), Contact* events are recorded, and a create or update starts
+//! a pull a minute later unless one is already waiting (one per burst).
 
 use crate::error::{ApiError, Problem};
 use crate::state::AppState;
@@ -15,7 +16,11 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::Json;
+use bizcontacts_domain::locks::{self, AdvisoryLock};
 use bizcontacts_highlevel::webhook::{Event, WebhookError};
+use bizcontacts_jobs::{CrmPullArgs, DEBOUNCE};
+use bizcontacts_queue::args::JobArgs;
+use bizcontacts_queue::ledger::Pending;
 use bizcontacts_store::audit::{self, Actor, NewEvent};
 use bizcontacts_store::crm::{self, Status};
 use chrono::Utc;
@@ -79,22 +84,29 @@ pub async fn highlevel(
             status: "duplicate",
         }));
     }
-    if let Some(location) = location {
-        apply(&mut tx, &event, location, &body).await?;
-    }
+    let pulls = match location {
+        Some(location) => apply(&state, &mut tx, &event, location, &body).await?,
+        None => Vec::new(),
+    };
     tx.commit().await?;
+    for pending in pulls {
+        state.ledger.push(pending).await;
+    }
     tracing::info!(kind = %event.kind, webhook_id = %event.webhook_id, "HighLevel webhook processed");
     Ok(Json(Ack {
         status: "processed",
     }))
 }
 
+/// The event's effect; returns the pulls it started, to push after commit.
 async fn apply(
+    state: &AppState,
     tx: &mut sqlx::PgConnection,
     event: &Event,
     location: &str,
     body: &[u8],
-) -> Result<(), ApiError> {
+) -> Result<Vec<Pending>, ApiError> {
+    let mut pulls = Vec::new();
     let audit = |tenant, action, details| NewEvent {
         tenant_id: Some(tenant),
         actor: Actor::system(),
@@ -134,10 +146,39 @@ async fn apply(
             for (tenant, _) in tenants.iter().filter(|(_, s)| *s == Status::Connected) {
                 crm::record_contact_event(&mut *tx, *tenant, location, kind, contact, &payload)
                     .await?;
+                if kind != "ContactDelete" {
+                    pulls.extend(debounced_pull(state, tx, *tenant).await?);
+                }
             }
         }
         // Other events are acknowledged; we subscribe to no more.
         _ => {}
     }
-    Ok(())
+    Ok(pulls)
+}
+
+/// A pull [`DEBOUNCE`] from now, unless one is already waiting to start:
+/// a burst of contact events for a Location becomes one pull. Serialized
+/// per tenant, so concurrent deliveries agree.
+async fn debounced_pull(
+    state: &AppState,
+    tx: &mut sqlx::PgConnection,
+    tenant: bizcontacts_domain::TenantId,
+) -> Result<Option<Pending>, ApiError> {
+    sqlx::query(locks::SQL)
+        .bind(AdvisoryLock::TenantPullDebounce.class())
+        .bind(tenant.0.to_string())
+        .execute(&mut *tx)
+        .await?;
+    if crm::pull_pending(&mut *tx, tenant).await? {
+        return Ok(None);
+    }
+    let due = Utc::now() + chrono::Duration::from_std(DEBOUNCE).expect("a minute");
+    let job = CrmPullArgs::default().job().tenant(tenant).after(due);
+    let (_, pending) = state
+        .ledger
+        .enqueue(tx, job)
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    Ok(Some(pending))
 }
