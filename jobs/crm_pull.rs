@@ -5,11 +5,17 @@
 //! goes through the import's `Stager`, the daily import-row allowance and
 //! the import's closing step.
 //!
-//! Pages of `POST /contacts/search` (500 per page; page numbers up to
-//! HighLevel's 10,000 records, `searchAfter` beyond), each page's rows,
-//! progress and paging cursor committed together: a killed run resumes
-//! after the last committed page and no row is staged twice (the batch's
-//! `(import_id, row_number)` key refuses it anyway). Every request waits for
+//! Pages of `POST /contacts/search` in order of last update (500 per page;
+//! page numbers up to HighLevel's 10,000 records, `searchAfter` beyond),
+//! each page's rows, progress and paging cursor committed together: a
+//! killed run resumes after the last committed page and no row is staged
+//! twice (the batch's `(import_id, row_number)` key refuses it anyway).
+//!
+//! Incremental: the first pull is full; later ones ask only for contacts
+//! updated since the last pull's high-water mark (`crm_connections
+//! .pulled_through`, moved forward when a pull ends), and a contact whose
+//! content is what was last staged from it (`crm_pulled`, a hash per
+//! HighLevel contact) is not staged again. Every request waits for
 //! the Location's shared budget. Tags and custom fields are kept in the
 //! row's extra data.
 
@@ -30,6 +36,7 @@ use bizcontacts_store::imports::{self, NewImport, Progress};
 use bizcontacts_store::staged_rows::{self, CopyRows};
 use bizcontacts_store::{packages, tenants, usage, StoreError};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
@@ -155,7 +162,7 @@ impl Worker for CrmPullJob {
             .map_err(crate::crm_push::session_error)?;
         let layout = Layout::from_header(b',', HEADER).map_err(|e| anyhow::anyhow!("{e}"))?;
         let stager = Stager::new(&layout);
-        let mut from: SearchFrom = match imports::pull_cursor(&pool, batch.id)
+        let mut cursor: PullCursor = match imports::pull_cursor(&pool, batch.id)
             .await
             .context("cursor")?
         {
@@ -172,7 +179,13 @@ impl Worker for CrmPullJob {
                 .await
                 .context("layout")?;
                 tx.commit().await?;
-                SearchFrom::Page(1)
+                PullCursor {
+                    from: SearchFrom::Page(1),
+                    since: crm::pulled_through(&pool, tenant.id)
+                        .await
+                        .context("high-water mark")?,
+                    high: None,
+                }
             }
         };
         let mut row = batch.rows_done;
@@ -180,26 +193,52 @@ impl Worker for CrmPullJob {
             ctx.checkpoint().await?;
             let location = session.location_id.clone();
             let page = {
-                let (loc, at) = (location.clone(), from.clone());
+                let (loc, at, since) = (location.clone(), cursor.from.clone(), cursor.since);
                 crate::crm_push::within_budget(
                     &self.0,
                     &mut session,
                     move |client: Client, token| {
                         let (loc, at) = (loc.clone(), at.clone());
-                        async move { client.search_contacts(&token, &loc, PAGE, &at).await }
+                        async move { client.search_contacts(&token, &loc, PAGE, &at, since).await }
                     },
                 )
                 .await?
                 .map_err(|e| JobError::Permanent(e.into()))?
             };
+            // What this page would stage, and what of it changed since it
+            // was last staged from the same HighLevel contact.
+            let records: Vec<(String, [String; 12], Vec<u8>)> = page
+                .contacts
+                .iter()
+                .filter_map(|c| {
+                    let id = c["id"].as_str()?.to_string();
+                    let record = record_of(c);
+                    let hash = Sha256::digest(record.join("\u{1f}").as_bytes()).to_vec();
+                    Some((id, record, hash))
+                })
+                .collect();
+            for c in &page.contacts {
+                let at = c["dateUpdated"]
+                    .as_str()
+                    .and_then(|d| chrono::DateTime::parse_from_rfc3339(d).ok())
+                    .map(|d| d.with_timezone(&chrono::Utc));
+                cursor.high = cursor.high.max(at);
+            }
+            let ids: Vec<String> = records.iter().map(|r| r.0.clone()).collect();
+            let hashes: Vec<Vec<u8>> = records.iter().map(|r| r.2.clone()).collect();
+            let mut tx = pool.begin().await?;
+            let changed = crm::changed_since_pulled(&mut *tx, tenant.id, &ids, &hashes)
+                .await
+                .context("changed contacts")?;
+            let fresh: Vec<&(String, [String; 12], Vec<u8>)> =
+                records.iter().filter(|r| changed.contains(&r.0)).collect();
             let mut rows = CopyRows::new(batch.id);
             let after_row = row;
-            for contact in &page.contacts {
+            for (_, record, _) in &fresh {
                 row += 1;
-                let record = csv::StringRecord::from(record_of(contact).to_vec());
+                let record = csv::StringRecord::from(record.to_vec());
                 rows.push(&stager.stage(row, &record));
             }
-            let mut tx = pool.begin().await?;
             let granted = usage::consume_import_rows(
                 &mut tx,
                 tenant.id,
@@ -213,6 +252,12 @@ impl Worker for CrmPullJob {
                 staged_rows::copy(&mut tx, &rows, granted as usize)
                     .await
                     .context("stage rows")?;
+                let staged = &fresh[..granted as usize];
+                let ids: Vec<String> = staged.iter().map(|r| r.0.clone()).collect();
+                let hashes: Vec<Vec<u8>> = staged.iter().map(|r| r.2.clone()).collect();
+                crm::record_pulled(&mut *tx, tenant.id, &ids, &hashes)
+                    .await
+                    .context("pulled contacts")?;
             }
             let valid = rows.valid_in_first(granted as usize) as i32;
             imports::advance(
@@ -230,28 +275,40 @@ impl Worker for CrmPullJob {
             .context("checkpoint")?;
             match &page.next {
                 Some(next) => {
-                    imports::set_pull_cursor(
-                        &mut *tx,
-                        batch.id,
-                        &serde_json::to_value(next).context("cursor")?,
-                    )
-                    .await
-                    .context("cursor")?;
+                    cursor.from = next.clone();
+                    let stored = serde_json::to_value(&cursor).context("cursor")?;
+                    imports::set_pull_cursor(&mut *tx, batch.id, &stored)
+                        .await
+                        .context("cursor")?;
                     tx.commit().await?;
-                    ctx.progress(row as i64, None, Some(&format!("{row} contacts read")))
+                    ctx.progress(row as i64, None, Some(&format!("{row} contacts staged")))
                         .await?;
-                    from = next.clone();
                 }
                 None => {
-                    close(
-                        ctx,
-                        &mut tx,
-                        batch.id,
-                        limits.import_rows_per_day,
-                        true,
-                        row as i64,
-                    )
-                    .await?;
+                    if let Some(high) = cursor.high {
+                        crm::set_pulled_through(&mut *tx, tenant.id, high)
+                            .await
+                            .context("high-water mark")?;
+                    }
+                    if row == 0 {
+                        // An incremental pull that found nothing new.
+                        let message = "no contact changed since the last pull";
+                        imports::finish(&mut tx, batch.id, ImportStatus::Staged, Some(message))
+                            .await
+                            .context("finish import")?;
+                        ctx.progress(0, Some(0), Some(message)).await?;
+                        ctx.complete_in(&mut tx).await?;
+                    } else {
+                        close(
+                            ctx,
+                            &mut tx,
+                            batch.id,
+                            limits.import_rows_per_day,
+                            true,
+                            row as i64,
+                        )
+                        .await?;
+                    }
                     tx.commit().await?;
                     tracing::info!(import_id = %batch.id, rows = row, "CRM pull staged");
                     return Ok(());
@@ -259,6 +316,16 @@ impl Worker for CrmPullJob {
             }
         }
     }
+}
+
+/// Where a pull stands: the next page, the high-water mark it asks from
+/// (None: a full pull), and the latest `dateUpdated` seen so far (the next
+/// pull's mark once this one ends).
+#[derive(Debug, Serialize, Deserialize)]
+struct PullCursor {
+    from: SearchFrom,
+    since: Option<chrono::DateTime<chrono::Utc>>,
+    high: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// The batch of a pull the platform started: made once, keyed by the job.

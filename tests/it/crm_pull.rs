@@ -30,6 +30,13 @@ async fn start_pull(c: &Crmed) -> (Uuid, Uuid) {
     (id("job_id"), id("import_id"))
 }
 
+async fn finished(c: &Crmed, job: Uuid) {
+    wait_until(60, "the pull job succeeds", || async {
+        c.app.job_status(job).await == "succeeded"
+    })
+    .await;
+}
+
 /// (rows, distinct emails, distinct row numbers) staged in the batch.
 async fn staged(c: &Crmed, import: Uuid) -> (i64, i64, i64) {
     sqlx::query_as(
@@ -201,8 +208,12 @@ async fn the_nightly_tick_starts_one_pull_per_connected_tenant_spread_over_an_ho
         .unwrap();
     let tick: chrono::DateTime<chrono::Utc> = "2026-12-02T02:00:00Z".parse().unwrap();
     // Two schedulers firing the same tick: one job per tenant.
-    bizcontacts_queue::scheduler::fire(&ledger, &schedule, tick).await.unwrap();
-    bizcontacts_queue::scheduler::fire(&ledger, &schedule, tick).await.unwrap();
+    bizcontacts_queue::scheduler::fire(&ledger, &schedule, tick)
+        .await
+        .unwrap();
+    bizcontacts_queue::scheduler::fire(&ledger, &schedule, tick)
+        .await
+        .unwrap();
     let jobs: Vec<(uuid::Uuid, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
         "SELECT tenant_id, run_after FROM jobs WHERE kind = 'crm_pull' ORDER BY tenant_id",
     )
@@ -213,6 +224,55 @@ async fn the_nightly_tick_starts_one_pull_per_connected_tenant_spread_over_an_ho
     expected.sort();
     assert_eq!(jobs.iter().map(|j| j.0).collect::<Vec<_>>(), expected);
     for (_, at) in &jobs {
-        assert!(*at >= tick && *at < tick + chrono::Duration::hours(1), "{at}");
+        assert!(
+            *at >= tick && *at < tick + chrono::Duration::hours(1),
+            "{at}"
+        );
     }
+}
+
+#[tokio::test]
+async fn a_later_pull_stages_only_contacts_whose_content_changed() {
+    let c = setup_with(|s| {
+        s.highlevel.burst_limit = 1000;
+        s.highlevel.burst_window_ms = 1000;
+    })
+    .await;
+    c.fake.set_limit(1000, Duration::from_secs(1));
+    connect(&c).await;
+    c.fake.add_contacts("loc-1", 0, 1_200);
+    let _worker = c.app.worker().await;
+    let (job, first) = start_pull(&c).await;
+    finished(&c, job).await;
+    assert_eq!(staged(&c, first).await.0, 1_200, "the first pull is full");
+
+    // Ten contacts touched in HighLevel, four of them really changed.
+    let touched: Vec<String> = (100..110).map(|i| format!("hl-seed-{i:06}")).collect();
+    let touched: Vec<&str> = touched.iter().map(String::as_str).collect();
+    c.fake.touch("loc-1", &touched[..6], |_| {});
+    c.fake
+        .touch("loc-1", &touched[6..], |f| f["city"] = json!("Leeds"));
+    let (job, second) = start_pull(&c).await;
+    finished(&c, job).await;
+    assert_eq!(staged(&c, second).await.0, 4, "only the changed contacts");
+    let cities: Vec<Option<String>> =
+        sqlx::query_scalar("SELECT DISTINCT city FROM staged_rows WHERE import_id = $1")
+            .bind(second)
+            .fetch_all(&c.app.store.pool)
+            .await
+            .unwrap();
+    assert_eq!(cities, vec![Some("Leeds".to_string())]);
+
+    // Nothing new: an empty, staged batch that says so.
+    let (job, third) = start_pull(&c).await;
+    finished(&c, job).await;
+    assert_eq!(staged(&c, third).await.0, 0);
+    let batch = c
+        .app
+        .get_json(
+            &format!("/v1/tenants/{}/imports/{third}", c.tenant),
+            &c.admin,
+        )
+        .await;
+    assert_eq!(batch["status"], "staged", "{batch}");
 }

@@ -145,8 +145,23 @@ impl FakeHighLevel {
                     "address1": "1 High Street", "city": "London", "postalCode": "EC1A 1BB",
                     "country": "GB", "website": format!("https://pulled{i}.example"),
                     "tags": ["vip"],
+                    "dateUpdated": stamp(i as i64),
                 }),
             ));
+        }
+    }
+
+    /// Contacts edited in HighLevel: `dateUpdated` moves to now (in list
+    /// order), and `change` edits their fields.
+    pub fn touch(&self, location: &str, ids: &[&str], change: impl Fn(&mut serde_json::Value)) {
+        let mut s = self.lock();
+        let list = s.contacts.entry(location.to_string()).or_default();
+        let now = chrono_now_ms();
+        for (n, id) in ids.iter().enumerate() {
+            if let Some((_, f)) = list.iter_mut().find(|(i, _)| i == id) {
+                change(f);
+                f["dateUpdated"] = stamp(now + n as i64);
+            }
         }
     }
 
@@ -492,7 +507,23 @@ async fn search(
             .unwrap_or(0),
         _ => 0,
     };
-    let all = s.contacts.get(&location).cloned().unwrap_or_default();
+    // In order of last update, filtered by `dateUpdated >= gte` if asked.
+    let since = body["filters"][0]["value"]["gte"]
+        .as_str()
+        .map(str::to_string);
+    let mut all = s.contacts.get(&location).cloned().unwrap_or_default();
+    all.sort_by(|a, b| {
+        a.1["dateUpdated"]
+            .as_str()
+            .cmp(&b.1["dateUpdated"].as_str())
+    });
+    if let Some(since) = since {
+        all.retain(|(_, f)| {
+            f["dateUpdated"]
+                .as_str()
+                .is_some_and(|d| d >= since.as_str())
+        });
+    }
     let page: Vec<serde_json::Value> = all
         .iter()
         .enumerate()
@@ -506,4 +537,21 @@ async fn search(
         })
         .collect();
     Json(json!({ "contacts": page, "total": all.len() })).into_response()
+}
+
+/// Milliseconds since the epoch, now.
+fn chrono_now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// A `dateUpdated` as HighLevel writes it (UTC, milliseconds): `ms` after
+/// the epoch, or, for small numbers, that many seconds into 2026.
+fn stamp(ms: i64) -> serde_json::Value {
+    let ms = if ms < 1_000_000_000_000 {
+        1_767_225_600_000 + ms * 1000
+    } else {
+        ms
+    };
+    let at = chrono::DateTime::from_timestamp_millis(ms).expect("a time in range");
+    json!(at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
 }

@@ -371,13 +371,15 @@ pub struct ContactPage {
 }
 
 impl Client {
-    /// `POST /contacts/search`, oldest first, `page_limit` per page.
+    /// `POST /contacts/search` in order of last update, `page_limit` per
+    /// page; with `updated_since`, only contacts updated at or after it.
     pub async fn search_contacts(
         &self,
         token: &SecretString,
         location: &str,
         page_limit: u32,
         from: &SearchFrom,
+        updated_since: Option<chrono::DateTime<chrono::Utc>>,
     ) -> Result<ContactPage, Error> {
         #[derive(Deserialize)]
         struct Body {
@@ -388,8 +390,15 @@ impl Client {
         let mut body = serde_json::json!({
             "locationId": location,
             "pageLimit": page_limit,
-            "sort": [{ "field": "dateAdded", "direction": "asc" }],
+            "sort": [{ "field": "dateUpdated", "direction": "asc" }],
         });
+        if let Some(since) = updated_since {
+            body["filters"] = serde_json::json!([{
+                "field": "dateUpdated",
+                "operator": "range",
+                "value": { "gte": since.to_rfc3339_opts(chrono::SecondsFormat::Millis, true) },
+            }]);
+        }
         match from {
             SearchFrom::Page(p) => body["page"] = (*p).into(),
             SearchFrom::After(a) => body["searchAfter"] = a.clone(),

@@ -517,3 +517,75 @@ pub async fn pull_pending(db: impl PgExecutor<'_>, tenant: TenantId) -> Result<b
     .fetch_one(db)
     .await?)
 }
+
+/// The last successful pull's high-water mark (HighLevel's `dateUpdated`).
+pub async fn pulled_through(
+    db: impl PgExecutor<'_>,
+    tenant: TenantId,
+) -> Result<Option<DateTime<Utc>>> {
+    Ok(sqlx::query_scalar::<_, Option<DateTime<Utc>>>(
+        "SELECT pulled_through FROM crm_connections WHERE tenant_id = $1",
+    )
+    .bind(tenant.0)
+    .fetch_optional(db)
+    .await?
+    .flatten())
+}
+
+/// Move the high-water mark forward (never back).
+pub async fn set_pulled_through(
+    db: impl PgExecutor<'_>,
+    tenant: TenantId,
+    at: DateTime<Utc>,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE crm_connections SET pulled_through = greatest(pulled_through, $2)
+         WHERE tenant_id = $1",
+    )
+    .bind(tenant.0)
+    .bind(at)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Of these (HighLevel id, content hash) pairs, the ones whose content is
+/// not what was last staged from that contact.
+pub async fn changed_since_pulled(
+    db: impl PgExecutor<'_>,
+    tenant: TenantId,
+    ids: &[String],
+    hashes: &[Vec<u8>],
+) -> Result<Vec<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT t.id FROM unnest($2::text[], $3::bytea[]) AS t(id, hash)
+         WHERE NOT EXISTS (SELECT 1 FROM crm_pulled p WHERE p.tenant_id = $1
+                             AND p.crm_contact_id = t.id AND p.content_hash = t.hash)",
+    )
+    .bind(tenant.0)
+    .bind(ids)
+    .bind(hashes)
+    .fetch_all(db)
+    .await?)
+}
+
+/// Remember what was staged from these HighLevel contacts.
+pub async fn record_pulled(
+    db: impl PgExecutor<'_>,
+    tenant: TenantId,
+    ids: &[String],
+    hashes: &[Vec<u8>],
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO crm_pulled (tenant_id, crm_contact_id, content_hash)
+         SELECT $1, id, hash FROM unnest($2::text[], $3::bytea[]) AS t(id, hash)
+         ON CONFLICT (tenant_id, crm_contact_id) DO UPDATE
+             SET content_hash = excluded.content_hash, pulled_at = now()",
+    )
+    .bind(tenant.0)
+    .bind(ids)
+    .bind(hashes)
+    .execute(db)
+    .await?;
+    Ok(())
+}
