@@ -281,8 +281,10 @@ impl Worker for CrmPullJob {
                         .await
                         .context("cursor")?;
                     tx.commit().await?;
-                    ctx.progress(row as i64, None, Some(&format!("{row} contacts staged")))
-                        .await?;
+                    // The message names the batch: a pull the platform
+                    // started has no import_id in its params.
+                    let message = format!("{row} contacts staged in import {}", batch.id);
+                    ctx.progress(row as i64, None, Some(&message)).await?;
                 }
                 None => {
                     if let Some(high) = cursor.high {
