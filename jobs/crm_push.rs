@@ -287,11 +287,15 @@ where
         match work.limiter.acquire(&session.location_id).await {
             Ok(Ok(())) => {}
             Ok(Err(wait)) => {
-                return Err(JobError::Retryable(anyhow::anyhow!(
-                    "HighLevel's daily request budget for this Location is spent; \
-                     it opens again in {} minutes",
-                    wait.as_secs() / 60 + 1
-                )))
+                // Not a failure: the job waits, unretried, until the budget opens.
+                return Err(JobError::Wait {
+                    reason: format!(
+                        "HighLevel's daily request budget for this Location is spent; \
+                         resuming when it opens again, in {} min",
+                        wait.as_secs() / 60 + 1
+                    ),
+                    delay: wait,
+                });
             }
             Err(e) => return Err(JobError::Retryable(e.into())),
         }

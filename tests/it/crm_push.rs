@@ -327,3 +327,52 @@ async fn a_401_mid_push_refreshes_once_and_the_push_goes_on() {
     assert_eq!(c.fake.contacts("loc-1").len(), 30);
     assert_eq!(c.connection_status().await, "connected");
 }
+
+#[tokio::test]
+async fn a_spent_daily_budget_parks_the_push_until_it_opens_without_failing_it() {
+    let c = setup_with(|s| {
+        s.highlevel.daily_limit = 6;
+    })
+    .await;
+    let (ids, _) = saved_contacts(&c, 10).await;
+    connect_with_key(&c).await;
+    let _worker = c.app.worker().await;
+    let res = c
+        .app
+        .post(&c.path("push"), &c.admin)
+        .json(&json!({ "contact_ids": ids }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    let job: Uuid = res.json::<Value>().await.unwrap()["job_id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    wait_until(30, "the push waits for the daily budget", || async {
+        let (status, reason): (String, Option<String>) =
+            sqlx::query_as("SELECT status, waiting_reason FROM jobs WHERE id = $1")
+                .bind(job)
+                .fetch_one(&c.app.store.pool)
+                .await
+                .unwrap();
+        status == "queued" && reason.is_some_and(|r| r.contains("daily request budget"))
+    })
+    .await;
+    let (attempts, run_after, error): (i32, chrono::DateTime<chrono::Utc>, Option<String>) =
+        sqlx::query_as("SELECT attempts, run_after, last_error FROM jobs WHERE id = $1")
+            .bind(job)
+            .fetch_one(&c.app.store.pool)
+            .await
+            .unwrap();
+    assert_eq!(attempts, 0, "waiting is not a failed attempt");
+    assert!(error.is_none(), "{error:?}");
+    assert!(run_after > chrono::Utc::now(), "until the budget opens");
+    assert_eq!(
+        c.fake.contacts("loc-1").len(),
+        6,
+        "as many as the budget allowed"
+    );
+    assert_eq!(records(&c, "result=pushed").await.len(), 6);
+}

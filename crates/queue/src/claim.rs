@@ -47,6 +47,11 @@ pub enum Finish {
         error: String,
         delay: Duration,
     },
+    /// Back to the queue for `delay`, this run not counted as an attempt.
+    Wait {
+        reason: String,
+        delay: Duration,
+    },
     Dead {
         error: String,
     },
@@ -229,6 +234,7 @@ pub async fn finish(ledger: &Ledger, items: &[(Uuid, Uuid, Finish)]) -> Result<(
     let mut errors: Vec<Option<String>> = Vec::new();
     let mut delays = Vec::new();
     let mut reasons: Vec<Option<String>> = Vec::new();
+    let mut uncounted = Vec::new();
     for (job, run, how) in items {
         let (status, error, delay, reason) = match how {
             Finish::AlreadyCompleted(_) => continue,
@@ -245,7 +251,14 @@ pub async fn finish(ledger: &Ledger, items: &[(Uuid, Uuid, Finish)]) -> Result<(
                     delay.as_secs_f64()
                 )),
             ),
+            Finish::Wait { reason, delay } => (
+                "queued",
+                None,
+                delay.as_millis() as i64,
+                Some(reason.clone()),
+            ),
         };
+        uncounted.push(matches!(how, Finish::Wait { .. }));
         ids.push(*job);
         run_ids.push(*run);
         statuses.push(status);
@@ -270,12 +283,15 @@ pub async fn finish(ledger: &Ledger, items: &[(Uuid, Uuid, Finish)]) -> Result<(
             "WITH r AS (
                  SELECT r.*, CASE WHEN j.cancel_requested AND r.status <> 'succeeded' THEN 'cancelled'
                                   ELSE r.status END AS final
-                 FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::bigint[], $6::text[])
-                      AS r(id, run_id, status, error, delay_ms, reason)
+                 FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::bigint[], $6::text[],
+                             $7::bool[])
+                      AS r(id, run_id, status, error, delay_ms, reason, uncounted)
                  JOIN jobs j ON j.id = r.id
              )
              UPDATE jobs j SET
                  status = r.final,
+                 attempts = CASE WHEN r.uncounted AND r.final = 'queued' THEN j.attempts - 1
+                                 ELSE j.attempts END,
                  last_error = coalesce(r.error, j.last_error),
                  waiting_reason = CASE WHEN r.final = 'queued' THEN r.reason END,
                  run_id = NULL, lease_until = NULL,
@@ -294,6 +310,7 @@ pub async fn finish(ledger: &Ledger, items: &[(Uuid, Uuid, Finish)]) -> Result<(
         .bind(&errors)
         .bind(&delays)
         .bind(&reasons)
+        .bind(&uncounted)
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;

@@ -26,6 +26,14 @@ pub enum JobError {
     /// The job saw a cancellation request at a checkpoint and stopped.
     #[error("cancelled")]
     Cancelled,
+    /// Nothing failed, but the work cannot go on before `delay` (a partner's
+    /// daily budget is spent): the job waits, queued, and the run does not
+    /// count as an attempt. It resumes from its own checkpoints.
+    #[error("waiting: {reason}")]
+    Wait {
+        reason: String,
+        delay: std::time::Duration,
+    },
 }
 
 impl From<anyhow::Error> for JobError {

@@ -264,6 +264,10 @@ async fn execute(shared: &Shared, c: Claimed) -> Finish {
         Ok(Ok(())) if ctx.completed_in_tx => return Finish::AlreadyCompleted(c.tenant_id),
         Ok(Ok(())) => return Finish::Succeeded,
         Ok(Err(JobError::Cancelled)) => return Finish::Cancelled,
+        Ok(Err(JobError::Wait { reason, delay })) => {
+            tracing::info!(job_id = %c.job_id, ?delay, reason, "job waits");
+            return Finish::Wait { reason, delay };
+        }
         Ok(Err(JobError::Permanent(e))) => {
             let error = clean(&format!("{e:#}"));
             tracing::warn!(job_id = %c.job_id, error, "job failed permanently");
