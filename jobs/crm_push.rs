@@ -299,6 +299,7 @@ where
             }
             Err(e) => return Err(JobError::Retryable(e.into())),
         }
+        session.client().wait_for(&session.location_id).await;
         match session.call(&f).await {
             Ok(v) => return Ok(Ok(v)),
             Err(SessionError::HighLevel(HlError::RateLimited { retry_after, .. })) => {

@@ -196,17 +196,31 @@ async fn each_contact_once_unchanged_not_sent_changes_updated_lost_outcomes_reco
 }
 
 #[tokio::test]
-async fn a_429_is_waited_out_and_the_same_contact_sent_again() {
-    // Our budget looser than HighLevel's limit: HighLevel answers 429s.
+async fn highlevel_headers_slow_a_looser_budget_down_before_any_429() {
+    // Our budget looser than HighLevel's limit: its X-RateLimit-Remaining
+    // reaching 0 holds the next request for its interval.
     let c = setup_with(|_| {}).await;
     c.fake.set_limit(5, Duration::from_millis(500));
     let (ids, _) = saved_contacts(&c, 20).await;
     connect_with_key(&c).await;
     let _worker = c.app.worker().await;
     push(&c, &ids).await;
-    assert!(c.fake.rejected() > 0, "the fake limited");
+    assert_eq!(c.fake.rejected(), 0, "slowed down early");
     assert_eq!(c.fake.contacts("loc-1").len(), 20, "each contact once");
-    assert_eq!(records(&c, "result=pushed").await.len(), 20);
+}
+
+#[tokio::test]
+async fn a_429_is_waited_out_and_the_same_contact_sent_again() {
+    // Another app spent the Location's budget: HighLevel answers 429s.
+    let c = setup_with(|_| {}).await;
+    let (ids, _) = saved_contacts(&c, 10).await;
+    connect_with_key(&c).await;
+    c.fake.reject_next(3);
+    let _worker = c.app.worker().await;
+    push(&c, &ids).await;
+    assert_eq!(c.fake.rejected(), 3);
+    assert_eq!(c.fake.contacts("loc-1").len(), 10, "each contact once");
+    assert_eq!(records(&c, "result=pushed").await.len(), 10);
 }
 
 #[tokio::test]

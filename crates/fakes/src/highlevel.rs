@@ -39,6 +39,8 @@ struct Inner {
     /// (requests, window) allowed per Location.
     limit: (usize, Duration),
     rejected_429: usize,
+    /// 429s to answer before admitting anything (budget spent elsewhere).
+    reject_next: usize,
     contact_calls: usize,
     /// When each admitted contact call arrived.
     admitted: Vec<Instant>,
@@ -177,6 +179,11 @@ impl FakeHighLevel {
             .get(location)
             .cloned()
             .unwrap_or_default()
+    }
+
+    /// Answer the next `n` contact calls with 429 and `Retry-After: 1`.
+    pub fn reject_next(&self, n: usize) {
+        self.lock().reject_next = n;
     }
 
     /// 429s answered so far.
@@ -347,9 +354,21 @@ fn authorized(s: &Inner, headers: &HeaderMap) -> Result<String, Response> {
 
 /// HighLevel's burst limit per Location, with its headers; a 429 past it.
 #[allow(clippy::result_large_err)]
-fn admit(s: &mut Inner, location: &str) -> Result<(), Response> {
+fn admit(s: &mut Inner, location: &str) -> Result<Limits, Response> {
     let (max, window) = s.limit;
     let now = Instant::now();
+    if s.reject_next > 0 {
+        // Another app spent this Location's budget: a 429 that says when.
+        s.reject_next -= 1;
+        s.rejected_429 += 1;
+        let mut res = (
+            StatusCode::TOO_MANY_REQUESTS,
+            Json(json!({ "statusCode": 429, "message": "Too many requests" })),
+        )
+            .into_response();
+        res.headers_mut().insert("retry-after", 1.into());
+        return Err(res);
+    }
     let times = s.requests.entry(location.to_string()).or_default();
     times.retain(|t| now.duration_since(*t) < window);
     if times.len() >= max {
@@ -369,9 +388,34 @@ fn admit(s: &mut Inner, location: &str) -> Result<(), Response> {
         return Err(res);
     }
     times.push(now);
+    let remaining = max - times.len();
     s.contact_calls += 1;
     s.admitted.push(now);
-    Ok(())
+    Ok(Limits {
+        max,
+        remaining,
+        window,
+    })
+}
+
+/// The rate-limit headers HighLevel sends with every answer.
+struct Limits {
+    max: usize,
+    remaining: usize,
+    window: Duration,
+}
+
+impl Limits {
+    fn on(&self, mut res: Response) -> Response {
+        let h = res.headers_mut();
+        h.insert("x-ratelimit-max", self.max.into());
+        h.insert("x-ratelimit-remaining", self.remaining.into());
+        h.insert(
+            "x-ratelimit-interval-milliseconds",
+            (self.window.as_millis() as u64).into(),
+        );
+        res
+    }
 }
 
 async fn upsert(
@@ -387,9 +431,10 @@ async fn upsert(
     if body["locationId"].as_str() != Some(location.as_str()) {
         return unauthorized("The token is not authorized for this location");
     }
-    if let Err(r) = admit(&mut s, &location) {
-        return r;
-    }
+    let limits = match admit(&mut s, &location) {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
     let contacts = s.contacts.entry(location).or_default();
     // Matched by email, else phone (the Location's duplicate setting).
     let same =
@@ -399,11 +444,11 @@ async fn upsert(
         .find(|(_, c)| same(c, "email") || same(c, "phone"))
     {
         *fields = body.clone();
-        return Json(json!({ "new": false, "contact": { "id": id } })).into_response();
+        return limits.on(Json(json!({ "new": false, "contact": { "id": id } })).into_response());
     }
     let id = format!("hl-{}", uuid::Uuid::new_v4().simple());
     contacts.push((id.clone(), body));
-    Json(json!({ "new": true, "contact": { "id": id } })).into_response()
+    limits.on(Json(json!({ "new": true, "contact": { "id": id } })).into_response())
 }
 
 async fn update(
@@ -426,16 +471,17 @@ async fn update(
         )
             .into_response();
     }
-    if let Err(r) = admit(&mut s, &location) {
-        return r;
-    }
+    let limits = match admit(&mut s, &location) {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
     let contacts = s.contacts.entry(location).or_default();
     match contacts.iter_mut().find(|(i, _)| *i == id) {
         Some((_, fields)) => {
             for (k, v) in body.as_object().unwrap() {
                 fields[k] = v.clone();
             }
-            Json(json!({ "succeded": true, "contact": { "id": id } })).into_response()
+            limits.on(Json(json!({ "succeded": true, "contact": { "id": id } })).into_response())
         }
         None => (
             StatusCode::BAD_REQUEST,
@@ -455,9 +501,10 @@ async fn duplicate(
         Ok(l) => l,
         Err(r) => return r,
     };
-    if let Err(r) = admit(&mut s, &location) {
-        return r;
-    }
+    let limits = match admit(&mut s, &location) {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
     let found = s.contacts.get(&location).and_then(|cs| {
         cs.iter().find(|(_, c)| {
             q.get("email")
@@ -466,7 +513,7 @@ async fn duplicate(
                     .is_some_and(|p| c["phone"].as_str() == Some(p))
         })
     });
-    Json(json!({ "contact": found.map(|(id, _)| json!({ "id": id })) })).into_response()
+    limits.on(Json(json!({ "contact": found.map(|(id, _)| json!({ "id": id })) })).into_response())
 }
 
 /// `POST /contacts/search`: `page` and `pageLimit` (at most 500) up to
@@ -485,9 +532,10 @@ async fn search(
     if body["locationId"].as_str() != Some(location.as_str()) {
         return unauthorized("The token is not authorized for this location");
     }
-    if let Err(r) = admit(&mut s, &location) {
-        return r;
-    }
+    let limits = match admit(&mut s, &location) {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
     let limit = body["pageLimit"].as_u64().unwrap_or(20) as usize;
     if limit > 500 {
         return bad_request("pageLimit must not be greater than 500");
@@ -536,7 +584,7 @@ async fn search(
             c
         })
         .collect();
-    Json(json!({ "contacts": page, "total": all.len() })).into_response()
+    limits.on(Json(json!({ "contacts": page, "total": all.len() })).into_response())
 }
 
 /// Milliseconds since the epoch, now.

@@ -70,6 +70,9 @@ impl Error {
 pub struct Client {
     http: reqwest::Client,
     base: String,
+    /// Per Location, when HighLevel last said its burst budget was spent
+    /// (`X-RateLimit-Remaining: 0`): no request before the instant it gave.
+    hold: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -101,9 +104,36 @@ impl Client {
                 reason: e.to_string(),
             })?;
         Ok(Client {
+            hold: Default::default(),
             http,
             base: base.trim_end_matches('/').to_string(),
         })
+    }
+
+    /// Slow down early: HighLevel's `X-RateLimit-Remaining` at 0 holds the
+    /// Location's next request for `X-RateLimit-Interval-Milliseconds` (or
+    /// `Retry-After`), before any 429 (our own budget should keep it from
+    /// happening; this covers what else spends the same Location's budget).
+    fn note_limits(&self, location: &str, headers: &reqwest::header::HeaderMap) {
+        let remaining = headers
+            .get("x-ratelimit-remaining")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if remaining == Some(0) {
+            let until = std::time::Instant::now() + rate_limit_wait(headers);
+            self.hold
+                .lock()
+                .expect("hold lock")
+                .insert(location.to_string(), until);
+        }
+    }
+
+    /// Wait out a hold [`Self::note_limits`] set for the Location.
+    pub async fn wait_for(&self, location: &str) {
+        let until = self.hold.lock().expect("hold lock").get(location).copied();
+        if let Some(until) = until {
+            tokio::time::sleep_until(until.into()).await;
+        }
     }
 
     pub fn base_url(&self) -> &str {
@@ -285,6 +315,7 @@ impl Client {
             .send()
             .await
             .map_err(|e| transport(call, e))?;
+        self.note_limits(location, res.headers());
         let b: Body = read(call, res).await?;
         Ok(Upserted {
             id: b.contact.id,
@@ -346,6 +377,7 @@ impl Client {
             .send()
             .await
             .map_err(|e| transport(call, e))?;
+        self.note_limits(location, res.headers());
         let b: Body = read(call, res).await?;
         Ok(b.contact.map(|c| c.id))
     }
@@ -409,6 +441,7 @@ impl Client {
             .send()
             .await
             .map_err(|e| transport(call, e))?;
+        self.note_limits(location, res.headers());
         let b: Body = read(call, res).await?;
         let next = if (b.contacts.len() as u32) < page_limit {
             None
