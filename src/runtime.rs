@@ -152,16 +152,10 @@ pub async fn app_state(
 /// per-Location request budget in `redis`.
 pub fn registry(settings: &Settings, redis: &Redis) -> anyhow::Result<Registry> {
     let h = &settings.highlevel;
+    let (client, app) = highlevel(settings)?;
     let crm = bizcontacts_jobs::CrmWork {
-        client: bizcontacts_highlevel::Client::new(
-            &h.api_base_url,
-            Duration::from_secs(h.timeout_secs),
-        )?,
-        app: App {
-            client_id: h.client_id.clone(),
-            client_secret: h.client_secret.clone(),
-            redirect_url: settings.highlevel_redirect_url(),
-        },
+        client,
+        app,
         keyring: Arc::new(keyring(settings)?),
         limiter: bizcontacts_highlevel::limiter::Limiter::new(
             redis.conn(),
@@ -178,20 +172,26 @@ pub fn registry(settings: &Settings, redis: &Redis) -> anyhow::Result<Registry> 
 
 /// What CRM sessions are made from (intake and workers alike).
 pub fn crm(settings: &Settings, pool: &sqlx::PgPool) -> anyhow::Result<Crm> {
-    let h = &settings.highlevel;
+    let (client, app) = highlevel(settings)?;
     Ok(Crm {
-        client: bizcontacts_highlevel::Client::new(
-            &h.api_base_url,
-            Duration::from_secs(h.timeout_secs),
-        )?,
-        app: App {
-            client_id: h.client_id.clone(),
-            client_secret: h.client_secret.clone(),
-            redirect_url: settings.highlevel_redirect_url(),
-        },
+        client,
+        app,
         keyring: Arc::new(keyring(settings)?),
         pool: pool.clone(),
     })
+}
+
+/// The HighLevel client and our app, from `highlevel.*`.
+fn highlevel(settings: &Settings) -> anyhow::Result<(bizcontacts_highlevel::Client, App)> {
+    let h = &settings.highlevel;
+    let client =
+        bizcontacts_highlevel::Client::new(&h.api_base_url, Duration::from_secs(h.timeout_secs))?;
+    let app = App {
+        client_id: h.client_id.clone(),
+        client_secret: h.client_secret.clone(),
+        redirect_url: settings.highlevel_redirect_url(),
+    };
+    Ok((client, app))
 }
 
 /// The keys secrets are sealed with. Production refuses to start without
@@ -200,18 +200,48 @@ pub fn crm(settings: &Settings, pool: &sqlx::PgPool) -> anyhow::Result<Crm> {
 pub fn keyring(settings: &Settings) -> anyhow::Result<Keyring> {
     let s = &settings.secrets;
     if s.encryption_key.expose_secret().trim().is_empty() && settings.environment == "local" {
-        let key = Keyring::generate_key();
-        write_local_secret(&key)?;
-        tracing::info!(
-            file = LOCAL_SECRETS,
-            "made a secrets.encryption_key for this machine"
-        );
+        let key = local_key()?;
         return Ok(Keyring::new(&key.into(), &s.previous_encryption_keys)?);
     }
     Ok(Keyring::new(
         &s.encryption_key,
         &s.previous_encryption_keys,
     )?)
+}
+
+/// The developer machine's key: the one [`LOCAL_SECRETS`] holds (another
+/// start, or another process, may have made it since these settings were
+/// read), else a new one written there. Once per process.
+fn local_key() -> anyhow::Result<String> {
+    static KEY: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+    let mut made = KEY.lock().expect("local key lock");
+    if let Some(key) = made.as_ref() {
+        return Ok(key.clone());
+    }
+    let stored = || -> anyhow::Result<Option<String>> {
+        let key = Settings::load()?.secrets.encryption_key;
+        let key = key.expose_secret().trim();
+        Ok((!key.is_empty()).then(|| key.to_string()))
+    };
+    let key = match stored()? {
+        Some(key) => key,
+        None => {
+            let key = Keyring::generate_key();
+            match write_local_secret(&key) {
+                Ok(()) => {
+                    tracing::info!(
+                        file = LOCAL_SECRETS,
+                        "made a secrets.encryption_key for this machine"
+                    );
+                    key
+                }
+                // Another process made it first: use theirs.
+                Err(e) => stored()?.ok_or(e)?,
+            }
+        }
+    };
+    *made = Some(key.clone());
+    Ok(key)
 }
 
 /// Where a developer machine keeps the key `local` made (git ignores it).

@@ -304,3 +304,37 @@ async fn production_refuses_to_start_without_a_secrets_key() {
     assert!(!status.success());
     assert!(err.contains("not base64 of 32 bytes"), "{err}");
 }
+
+#[tokio::test]
+async fn a_developer_machine_makes_its_secrets_key_once_and_keeps_it() {
+    let db = TestDb::new().await;
+    let redis = TestRedis::new();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("config/local.secrets.yaml");
+    let mut first = None;
+    for _ in 0..2 {
+        let addr = free_addr();
+        let mut env = bin_env(&db, &redis, &addr);
+        env.retain(|(k, _)| k != "BIZCONTACTS_ENV");
+        env.push(("BIZCONTACTS_ENV".into(), "local".into()));
+        let mut serve = tokio::process::Command::new(BIN)
+            .arg("serve")
+            .envs(env.iter().cloned())
+            .env_remove("BIZCONTACTS__SECRETS__ENCRYPTION_KEY")
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        wait_ready(&format!("http://{addr}/readyz")).await;
+        serve.start_kill().unwrap();
+        serve.wait().await.unwrap();
+        let key = std::fs::read_to_string(&file).unwrap();
+        assert!(key.contains("encryption_key"), "{key}");
+        match &first {
+            None => first = Some(key),
+            Some(k) => assert_eq!(*k, key, "the second start kept the first key"),
+        }
+    }
+}
