@@ -60,8 +60,8 @@ async fn connect_with_key(c: &Crmed) {
     assert_eq!(res.status(), 200);
 }
 
-/// Push and wait for the job to succeed; its answer.
-async fn push(c: &Crmed, ids: &[Uuid]) -> Value {
+/// Ask for a push (202); its answer and job.
+async fn start_push(c: &Crmed, ids: &[Uuid]) -> (Value, Uuid) {
     let res = c
         .app
         .post(&c.path("push"), &c.admin)
@@ -71,7 +71,13 @@ async fn push(c: &Crmed, ids: &[Uuid]) -> Value {
         .unwrap();
     assert_eq!(res.status(), 202);
     let body: Value = res.json().await.unwrap();
-    let job: Uuid = body["job_id"].as_str().unwrap().parse().unwrap();
+    let job = body["job_id"].as_str().unwrap().parse().unwrap();
+    (body, job)
+}
+
+/// Push and wait for the job to succeed; its answer.
+async fn push(c: &Crmed, ids: &[Uuid]) -> Value {
+    let (body, job) = start_push(c, ids).await;
     wait_until(120, "the push job succeeds", || async {
         let status = c.app.job_status(job).await;
         assert!(
@@ -244,19 +250,7 @@ async fn workers_killed_mid_push_leave_each_contact_once_in_the_crm() {
         c.app.spawn_process("worker", &env),
         c.app.spawn_process("worker", &env),
     ];
-    let res = c
-        .app
-        .post(&c.path("push"), &c.admin)
-        .json(&json!({ "contact_ids": ids }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 202);
-    let job: Uuid = res.json::<Value>().await.unwrap()["job_id"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let (_, job) = start_push(&c, &ids).await;
     // Kill -9 whichever worker runs the push, several times, mid-flight.
     let mut kills = 0;
     while kills < 4 && c.app.job_status(job).await != "succeeded" {
@@ -308,19 +302,7 @@ async fn a_401_mid_push_refreshes_once_and_the_push_goes_on() {
     let (ids, _) = saved_contacts(&c, 30).await;
     c.oauth_connected("access-p", "refresh-p").await;
     let _worker = c.app.worker().await;
-    let res = c
-        .app
-        .post(&c.path("push"), &c.admin)
-        .json(&json!({ "contact_ids": ids }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 202);
-    let job: Uuid = res.json::<Value>().await.unwrap()["job_id"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let (_, job) = start_push(&c, &ids).await;
     wait_until(30, "the push is under way", || async {
         c.fake.contact_calls() >= 12
     })
@@ -351,19 +333,7 @@ async fn a_spent_daily_budget_parks_the_push_until_it_opens_without_failing_it()
     let (ids, _) = saved_contacts(&c, 10).await;
     connect_with_key(&c).await;
     let _worker = c.app.worker().await;
-    let res = c
-        .app
-        .post(&c.path("push"), &c.admin)
-        .json(&json!({ "contact_ids": ids }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 202);
-    let job: Uuid = res.json::<Value>().await.unwrap()["job_id"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let (_, job) = start_push(&c, &ids).await;
     wait_until(30, "the push waits for the daily budget", || async {
         let (status, reason): (String, Option<String>) =
             sqlx::query_as("SELECT status, waiting_reason FROM jobs WHERE id = $1")

@@ -333,6 +333,24 @@ async fn location(
         .into_response()
 }
 
+/// A contact call's way in: the token's Location (which must be the one a
+/// body names), then the Location's rate limit.
+#[allow(clippy::result_large_err)]
+fn enter(
+    s: &mut Inner,
+    headers: &HeaderMap,
+    body: Option<&serde_json::Value>,
+) -> Result<(String, Limits), Response> {
+    let location = authorized(s, headers)?;
+    if body.is_some_and(|b| b["locationId"].as_str() != Some(location.as_str())) {
+        return Err(unauthorized(
+            "The token is not authorized for this location",
+        ));
+    }
+    let limits = admit(s, &location)?;
+    Ok((location, limits))
+}
+
 /// The token's Location, or the 401 HighLevel answers. (The error is the
 /// handler's own response; a fake has no use for boxing it.)
 #[allow(clippy::result_large_err)]
@@ -424,15 +442,8 @@ async fn upsert(
     Json(body): Json<serde_json::Value>,
 ) -> Response {
     let mut s = inner.lock().unwrap();
-    let location = match authorized(&s, &headers) {
-        Ok(l) => l,
-        Err(r) => return r,
-    };
-    if body["locationId"].as_str() != Some(location.as_str()) {
-        return unauthorized("The token is not authorized for this location");
-    }
-    let limits = match admit(&mut s, &location) {
-        Ok(l) => l,
+    let (location, limits) = match enter(&mut s, &headers, Some(&body)) {
+        Ok(entered) => entered,
         Err(r) => return r,
     };
     let contacts = s.contacts.entry(location).or_default();
@@ -497,12 +508,8 @@ async fn duplicate(
     axum::extract::Query(q): axum::extract::Query<HashMap<String, String>>,
 ) -> Response {
     let mut s = inner.lock().unwrap();
-    let location = match authorized(&s, &headers) {
-        Ok(l) => l,
-        Err(r) => return r,
-    };
-    let limits = match admit(&mut s, &location) {
-        Ok(l) => l,
+    let (location, limits) = match enter(&mut s, &headers, None) {
+        Ok(entered) => entered,
         Err(r) => return r,
     };
     let found = s.contacts.get(&location).and_then(|cs| {
@@ -525,15 +532,8 @@ async fn search(
     Json(body): Json<serde_json::Value>,
 ) -> Response {
     let mut s = inner.lock().unwrap();
-    let location = match authorized(&s, &headers) {
-        Ok(l) => l,
-        Err(r) => return r,
-    };
-    if body["locationId"].as_str() != Some(location.as_str()) {
-        return unauthorized("The token is not authorized for this location");
-    }
-    let limits = match admit(&mut s, &location) {
-        Ok(l) => l,
+    let (location, limits) = match enter(&mut s, &headers, Some(&body)) {
+        Ok(entered) => entered,
         Err(r) => return r,
     };
     let limit = body["pageLimit"].as_u64().unwrap_or(20) as usize;
