@@ -20,7 +20,7 @@
 //! row's extra data.
 
 use crate::crm_push::CrmWork;
-use crate::import::close;
+use crate::import::{close, open_batch};
 use anyhow::Context;
 use async_trait::async_trait;
 use bizcontacts_domain::batch::{ImportStatus, Source};
@@ -34,7 +34,7 @@ use bizcontacts_queue::scheduler::Schedule;
 use bizcontacts_store::crm;
 use bizcontacts_store::imports::{self, NewImport, Progress};
 use bizcontacts_store::staged_rows::{self, CopyRows};
-use bizcontacts_store::{packages, tenants, usage, StoreError};
+use bizcontacts_store::{packages, tenants, usage};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -131,23 +131,9 @@ impl Worker for CrmPullJob {
             Some(id) => id,
             None => own_batch(&pool, tenant_id, ctx.job_id).await?,
         };
-        let batch = match imports::get(&pool, ctx.tenant_id, import_id).await {
-            Err(StoreError::NotFound) => {
-                return Err(JobError::Permanent(anyhow::anyhow!(
-                    "import {import_id} does not exist"
-                )))
-            }
-            other => other.context("load import")?,
-        };
-        if !matches!(
-            batch.status,
-            ImportStatus::Queued | ImportStatus::Processing
-        ) {
-            let mut tx = pool.begin().await?;
-            ctx.complete_in(&mut tx).await?;
-            tx.commit().await?;
+        let Some(batch) = open_batch(ctx, ctx.tenant_id, import_id).await? else {
             return Ok(());
-        }
+        };
         let tenant = tenants::get(&pool, batch.tenant_id)
             .await
             .context("tenant")?;

@@ -68,25 +68,9 @@ impl Worker for ImportJob {
     #[tracing::instrument(skip_all, fields(job_id = %ctx.job_id))]
     async fn work(&self, ctx: &mut JobContext, params: ImportArgs) -> Result<(), JobError> {
         let pool = ctx.pool().clone();
-        let batch = match imports::get(&pool, None, params.import_id).await {
-            Err(StoreError::NotFound) => {
-                return Err(JobError::Permanent(anyhow::anyhow!(
-                    "import {} does not exist",
-                    params.import_id
-                )))
-            }
-            other => other.context("load import")?,
-        };
-        if !matches!(
-            batch.status,
-            ImportStatus::Queued | ImportStatus::Processing
-        ) {
-            // Finished by an earlier run that died before the ledger heard of it.
-            let mut tx = pool.begin().await?;
-            ctx.complete_in(&mut tx).await?;
-            tx.commit().await?;
+        let Some(batch) = open_batch(ctx, None, params.import_id).await? else {
             return Ok(());
-        }
+        };
         match stage_all(ctx, &batch).await {
             Err(JobError::Cancelled) => {
                 let job = ctx
@@ -285,6 +269,35 @@ async fn stage_all(ctx: &mut JobContext, batch: &Import) -> Result<(), JobError>
             Ok(())
         }
     }
+}
+
+/// The batch a staging job works on, or None when an earlier run already
+/// finished it (and died before the ledger heard): the job is then marked
+/// succeeded here. A batch that does not exist (for `tenant`) is permanent.
+pub(crate) async fn open_batch(
+    ctx: &mut JobContext,
+    tenant: Option<bizcontacts_domain::TenantId>,
+    import_id: Uuid,
+) -> Result<Option<Import>, JobError> {
+    let pool = ctx.pool().clone();
+    let batch = match imports::get(&pool, tenant, import_id).await {
+        Err(StoreError::NotFound) => {
+            return Err(JobError::Permanent(anyhow::anyhow!(
+                "import {import_id} does not exist"
+            )))
+        }
+        other => other.context("load import")?,
+    };
+    if matches!(
+        batch.status,
+        ImportStatus::Queued | ImportStatus::Processing
+    ) {
+        return Ok(Some(batch));
+    }
+    let mut tx = pool.begin().await?;
+    ctx.complete_in(&mut tx).await?;
+    tx.commit().await?;
+    Ok(None)
 }
 
 /// Close a batch whose rows are all staged, in the caller's transaction
