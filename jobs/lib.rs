@@ -7,10 +7,11 @@
 //! is the job the handler will decode. To add a kind, see the README.
 //!
 //! Every handler is idempotent and says in its doc comment what makes it so.
-//! Kinds of the product that have no handler yet (billing_reconcile
-//! arrives in a later issue) are simply absent from
-//! the registry: submitting them is refused with a 422 naming the kind.
+//! A kind whose outside service is not configured is still registered and
+//! says so when it runs (billing_reconcile without Stripe reconciles only
+//! deadlines).
 
+mod billing_reconcile;
 mod crm_pull;
 mod crm_push;
 mod dedupe;
@@ -22,11 +23,13 @@ mod quota_reset;
 #[cfg(feature = "test-kinds")]
 mod test_kinds;
 
+use bizcontacts_billing::Billing;
 use bizcontacts_config::DedupeSettings;
 use bizcontacts_matching::Thresholds;
 use bizcontacts_queue::handler::Registry;
 use bizcontacts_queue::scheduler::Schedule;
 
+pub use billing_reconcile::{BillingReconcileArgs, BillingReconcileJob};
 pub use crm_pull::{CrmPullArgs, CrmPullJob, DEBOUNCE};
 pub use crm_push::{CrmPushArgs, CrmPushJob, CrmWork, MAX_PUSH};
 pub use dedupe::{DedupeArgs, DedupeJob};
@@ -37,7 +40,7 @@ pub use test_kinds::{FailArgs, NoopArgs, SleepArgs};
 
 /// Every kind this build can run. The CRM kinds need HighLevel and the
 /// secrets keys (`crm`); without them they are left out.
-pub fn registry(dedupe: &DedupeSettings, crm: Option<CrmWork>) -> Registry {
+pub fn registry(dedupe: &DedupeSettings, crm: Option<CrmWork>, billing: Billing) -> Registry {
     let dedupe = DedupeJob {
         thresholds: Thresholds {
             merge: dedupe.merge_score,
@@ -47,6 +50,7 @@ pub fn registry(dedupe: &DedupeSettings, crm: Option<CrmWork>) -> Registry {
     };
     let registry = Registry::default()
         .with(QuotaReset)
+        .with(BillingReconcileJob(billing))
         .with(ImportJob)
         .with(dedupe);
     let registry = match crm {
@@ -59,13 +63,13 @@ pub fn registry(dedupe: &DedupeSettings, crm: Option<CrmWork>) -> Registry {
 }
 
 /// The periodic jobs, in UTC.
-///
-/// billing_reconcile (hourly) joins this list with its handler; a schedule
-/// for a kind without a handler would only fill the ledger with jobs no
-/// worker can run.
 pub fn schedules() -> Vec<Schedule> {
     #[allow(unused_mut)]
-    let mut all = vec![quota_reset::schedule(), crm_pull::schedule()];
+    let mut all = vec![
+        quota_reset::schedule(),
+        crm_pull::schedule(),
+        billing_reconcile::schedule(),
+    ];
     #[cfg(feature = "test-kinds")]
     all.extend(test_kinds::schedule());
     all

@@ -1,6 +1,7 @@
 //! What every long-running subcommand needs: settings, connections, shutdown.
 
 use anyhow::Context;
+use bizcontacts_billing::Billing;
 use bizcontacts_config::{ExposeSecret, LogFormat, Settings};
 use bizcontacts_highlevel::oauth::App;
 use bizcontacts_highlevel::session::Crm;
@@ -15,6 +16,7 @@ use bizcontacts_queue::worker::WorkerConfig;
 use bizcontacts_queue::Redis;
 use bizcontacts_security::sealing::Keyring;
 use bizcontacts_security::PasswordHasherConfig;
+use bizcontacts_store::search_pool::SearchPool;
 use bizcontacts_store::Store;
 use std::sync::Arc;
 use std::time::Duration;
@@ -121,8 +123,16 @@ pub async fn app_state(
             max_concurrent_hashes: a.max_concurrent_hashes,
         },
     );
+    let search = SearchPool::connect(
+        settings.database.url.expose_secret(),
+        settings.database.search_max_connections,
+        Duration::from_secs(settings.database.acquire_timeout_secs),
+    )
+    .await
+    .context("cannot connect to Postgres for searches (DATABASE_URL)")?;
     Ok(bizcontacts_http::State::new(StateInner {
         store,
+        search,
         redis,
         ledger,
         registry,
@@ -141,6 +151,7 @@ pub async fn app_state(
         crm: crm(settings, &store_pool)?,
         crm_authorize_url: settings.highlevel.authorize_url.clone(),
         crm_whitelabel_authorize_url: settings.highlevel.whitelabel_authorize_url.clone(),
+        billing: billing(settings),
         webhooks: Verifier::new(
             &settings.highlevel.webhook_rsa_public_key,
             &settings.highlevel.webhook_ed25519_public_key,
@@ -167,7 +178,16 @@ pub fn registry(settings: &Settings, redis: &Redis) -> anyhow::Result<Registry> 
             },
         ),
     };
-    Ok(bizcontacts_jobs::registry(&settings.dedupe, Some(crm)))
+    Ok(bizcontacts_jobs::registry(
+        &settings.dedupe,
+        Some(crm),
+        billing(settings),
+    ))
+}
+
+/// Stripe, the prices and the grace period (intake and workers alike).
+pub fn billing(settings: &Settings) -> Billing {
+    Billing::new(&settings.stripe, &settings.billing)
 }
 
 /// What CRM sessions are made from (intake and workers alike).

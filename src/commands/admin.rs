@@ -11,7 +11,7 @@ use bizcontacts_domain::{PackageName, Permission, Role, SystemRole, TenantId};
 use bizcontacts_http::error::{ApiError, FieldError};
 use bizcontacts_http::identity::{check_scopes, create_user, issue_api_key, KeyKind};
 use bizcontacts_store::audit::{self, Actor, NewEvent};
-use bizcontacts_store::{packages, tenants, users, Store};
+use bizcontacts_store::{tenants, users, Store};
 use serde_json::json;
 
 /// Turn an intake error into a one-line command error.
@@ -168,10 +168,7 @@ pub async fn api_key(settings: &Settings, cmd: ApiKeyCommand) -> anyhow::Result<
             let access = tenants::access(&store.pool, t, user.id)
                 .await?
                 .ok_or_else(|| anyhow!("--tenant: no such tenant"))?;
-            if !packages::get(&store.pool, access.tenant.package)
-                .await?
-                .api_access
-            {
+            if !access.limits.api_access {
                 bail!(
                     "--tenant: the tenant's package ({}) does not include API access",
                     access.tenant.package

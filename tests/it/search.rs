@@ -597,3 +597,52 @@ async fn facets_count_the_values_of_a_search() {
         .unwrap();
     assert_eq!(problem(res, 422).await["errors"][0]["field"], "by");
 }
+
+/// Searches run on connections of their own whose sessions carry the search
+/// settings (time bound, custom plans, no parallel workers, the `q`
+/// threshold, and the counter's commit without a WAL flush); the main pool
+/// keeps Postgres's defaults, so job and ledger writes stay durable.
+#[tokio::test]
+async fn search_connections_carry_their_settings_and_no_one_else_does() {
+    use bizcontacts_store::search_pool::{settings, SearchPool};
+    let app = TestApp::spawn().await;
+    let search = SearchPool::connect(&app.db.url, 1, std::time::Duration::from_secs(5))
+        .await
+        .unwrap();
+    // Load pg_trgm's library, so its setting reads back through its own definition.
+    sqlx::query("SELECT word_similarity('a', 'a')")
+        .execute(search.pool())
+        .await
+        .unwrap();
+    for (name, value) in settings() {
+        let on_search: String = sqlx::query_scalar("SELECT current_setting($1)")
+            .bind(name)
+            .fetch_one(search.pool())
+            .await
+            .unwrap();
+        let expected = match name {
+            "statement_timeout" => "3s".to_string(),
+            _ => value,
+        };
+        assert_eq!(on_search, expected, "{name} on a search connection");
+        let on_main: Option<String> = sqlx::query_scalar("SELECT current_setting($1, true)")
+            .bind(name)
+            .fetch_one(&app.store.pool)
+            .await
+            .unwrap();
+        assert_ne!(
+            on_main.as_deref(),
+            Some(expected.as_str()),
+            "{name} on the main pool"
+        );
+    }
+    // The time bound holds: a statement past it is cancelled, not waited for.
+    let err = sqlx::query("SELECT pg_sleep(5)")
+        .execute(search.pool())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.as_database_error().and_then(|e| e.code()).as_deref(),
+        Some("57014")
+    );
+}

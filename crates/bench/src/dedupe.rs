@@ -104,7 +104,11 @@ impl Bench {
 
     /// Run the batch's dedupe job on one worker process; (seconds, peak MB).
     async fn dedupe(&self, import_id: Uuid) -> anyhow::Result<(f64, f64)> {
-        let registry = bizcontacts_jobs::registry(&self.settings.dedupe, None);
+        let registry = bizcontacts_jobs::registry(
+            &self.settings.dedupe,
+            None,
+            bizcontacts::runtime::billing(&self.settings),
+        );
         let ledger = runtime::ledger(&self.settings, &self.store, &self.redis, &registry);
         let mut tx = self.store.pool.begin().await?;
         let mut job = DedupeArgs::batch(import_id).job().tenant(self.tenant);

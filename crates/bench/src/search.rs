@@ -28,6 +28,7 @@ use bizcontacts_config::{ExposeSecret, Settings};
 use bizcontacts_domain::search::SearchFilter;
 use bizcontacts_domain::{Permission, TenantId};
 use bizcontacts_store::search::{facets_statement, search_statement, FacetBy, Statement};
+use bizcontacts_store::search_pool;
 use bizcontacts_store::Store;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -367,6 +368,15 @@ async fn over_http(
     Ok(all)
 }
 
+/// `-c name=value` for each setting of the intake's search connections.
+fn pg_options() -> String {
+    search_pool::settings()
+        .iter()
+        .map(|(name, value)| format!("-c {name}={value}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// The same statements by `pgbench`: one script per shape (equal weights),
 /// `clients` connections, per-transaction log parsed for latencies.
 async fn pgbench(
@@ -386,12 +396,8 @@ async fn pgbench(
             "--log-prefix={}",
             dir.join(format!("c{clients}")).display()
         ))
-        // The search transaction's own settings.
-        .env(
-            "PGOPTIONS",
-            "-c pg_trgm.word_similarity_threshold=0.5 -c plan_cache_mode=force_custom_plan \
-             -c max_parallel_workers_per_gather=0",
-        );
+        // The search connections' own settings.
+        .env("PGOPTIONS", pg_options());
     for (i, s) in shapes.iter().enumerate() {
         let script = dir.join(format!("shape{i}.sql"));
         std::fs::write(&script, format!("{};\n", s.sql.replace('\n', " ")))?;
@@ -463,13 +469,13 @@ async fn explain(store: &Store, shapes: &[Shape], path: &Path) -> anyhow::Result
     let mut out = String::new();
     let mut seq = Vec::new();
     let mut conn = store.pool.acquire().await?;
-    sqlx::query(
-        "SELECT set_config('pg_trgm.word_similarity_threshold', '0.5', false),
-                set_config('plan_cache_mode', 'force_custom_plan', false),
-                set_config('max_parallel_workers_per_gather', '0', false)",
-    )
-    .execute(&mut *conn)
-    .await?;
+    for (name, value) in search_pool::settings() {
+        sqlx::query("SELECT set_config($1, $2, false)")
+            .bind(name)
+            .bind(value)
+            .execute(&mut *conn)
+            .await?;
+    }
     for s in shapes {
         let plan: Vec<String> =
             sqlx::query_scalar(&format!("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) {}", s.sql))

@@ -55,7 +55,65 @@ pub struct Settings {
     pub imports: ImportSettings,
     pub dedupe: DedupeSettings,
     pub highlevel: HighLevelSettings,
+    pub stripe: StripeSettings,
+    pub billing: BillingSettings,
     pub secrets: SecretsSettings,
+}
+
+/// Stripe: where its API is, our secret key, the endpoint secrets its
+/// webhooks are signed with, and the price of each paid package. Outside
+/// checks point these at their own fakes (`BIZCONTACTS__STRIPE__API_BASE_URL`...).
+#[derive(Debug, Clone, Deserialize)]
+pub struct StripeSettings {
+    pub api_base_url: String,
+    /// Empty: checkout answers 503 and reconciliation does nothing.
+    pub secret_key: SecretString,
+    /// Every secret a webhook may be signed with (a list in YAML, or comma
+    /// separated in one environment variable), so a secret can roll.
+    #[serde(deserialize_with = "one_or_many")]
+    pub webhook_secret: Vec<SecretString>,
+    pub prices: StripePrices,
+    /// Seconds a request to Stripe may take.
+    pub timeout_secs: u64,
+}
+
+/// The Stripe price id of each paid package (empty: not sold).
+#[derive(Debug, Clone, Deserialize)]
+pub struct StripePrices {
+    pub starter: String,
+    pub pro: String,
+    pub enterprise: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct BillingSettings {
+    /// Days a tenant keeps its package once a payment fails.
+    pub grace_days: u32,
+    /// Where Stripe's Checkout sends the browser after paying / giving up
+    /// (Stripe puts the session id in place of `{CHECKOUT_SESSION_ID}`).
+    pub success_url: String,
+    pub cancel_url: String,
+}
+
+/// A list of secrets from a YAML list or one comma-separated string (an
+/// environment variable); empty entries are dropped.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<SecretString>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    let values = match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => s.split(',').map(str::to_string).collect(),
+        OneOrMany::Many(v) => v,
+    };
+    Ok(values
+        .into_iter()
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .map(SecretString::from)
+        .collect())
 }
 
 /// HighLevel (the CRM): where its API and consent screens are, our app's
@@ -174,6 +232,9 @@ pub struct DatabaseSettings {
     pub url: SecretString,
     pub max_connections: u32,
     pub acquire_timeout_secs: u64,
+    /// The intake's pool for searches, apart from `max_connections`: how
+    /// many searches run at once (more wait for a connection).
+    pub search_max_connections: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]

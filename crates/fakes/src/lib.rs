@@ -4,5 +4,7 @@
 //! work once, 429 with rate-limit headers.
 //!
 //! - [`highlevel`]: HighLevel API v2 (OAuth token, Locations, contacts).
+//! - [`stripe`]: Stripe (Checkout Sessions, subscriptions, signed events).
 
 pub mod highlevel;
+pub mod stripe;

@@ -21,7 +21,9 @@ use axum::extract::{FromRequestParts, RawPathParams};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use bizcontacts_domain::access::{system_permissions, tenant_permissions, PermissionSet};
-use bizcontacts_domain::{ApiKeyId, Permission, SessionId, SystemRole, TenantId, UserId};
+use bizcontacts_domain::{
+    ApiKeyId, PackageLimits, Permission, SessionId, SystemRole, TenantId, UserId,
+};
 use bizcontacts_security::{hashes_equal, token_hash, API_KEY_PREFIX, SESSION_TOKEN_PREFIX};
 use bizcontacts_store::audit::{Actor, NewEvent};
 use bizcontacts_store::tenants::{Tenant, TenantStatus};
@@ -143,7 +145,9 @@ async fn authenticate(state: &AppState, token: &str) -> Result<Principal, ApiErr
                 "session has expired; sign in again".into(),
             ));
         }
-        sessions::touch(db, session.id).await?;
+        if sessions::touch_due(session.last_used_at, now) {
+            sessions::touch(db, session.id).await?;
+        }
         (session.user_id, Credential::Session(session.id))
     } else if token.starts_with(API_KEY_PREFIX) {
         let prefix = token.get(..API_KEY_PREFIX.len() + 8).unwrap_or(token);
@@ -159,7 +163,9 @@ async fn authenticate(state: &AppState, token: &str) -> Result<Principal, ApiErr
         if key.expires_at.is_some_and(|e| e <= now) {
             return Err(ApiError::Unauthorized("API key has expired".into()));
         }
-        api_keys::touch(db, key.id).await?;
+        if sessions::touch_due(key.last_used_at, now) {
+            api_keys::touch(db, key.id).await?;
+        }
         let credential = Credential::ApiKey {
             id: key.id,
             tenant: key.tenant_id,
@@ -273,6 +279,8 @@ pub mod perm {
 /// A request inside one tenant, by a principal holding `P` there.
 pub struct TenantScope<P> {
     pub tenant: Tenant,
+    /// The limits of the tenant's package as of this request.
+    pub limits: PackageLimits,
     pub principal: Principal,
     /// Everything the principal may do in this tenant (for checks such as "a
     /// new key's scopes must not exceed the creator's").
@@ -342,7 +350,7 @@ impl<P: Requires> FromRequestParts<AppState> for TenantScope<P> {
             Some(scopes) => {
                 // System-role keys belong to the platform's operators, not to the tenant's plan.
                 let tenant_key = credential_tenant(&principal.credential).is_some();
-                if tenant_key && !access.api_access {
+                if tenant_key && !access.limits.api_access {
                     return Err(ApiError::Forbidden(format!(
                         "the tenant's package ({}) does not include API access; upgrade to use API keys",
                         access.tenant.package
@@ -364,6 +372,7 @@ impl<P: Requires> FromRequestParts<AppState> for TenantScope<P> {
         }
         Ok(TenantScope {
             tenant: access.tenant,
+            limits: access.limits,
             principal,
             permissions,
             _required: PhantomData,

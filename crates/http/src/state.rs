@@ -4,6 +4,7 @@ use bizcontacts_queue::handler::Registry;
 use bizcontacts_queue::ledger::Ledger;
 use bizcontacts_queue::Redis;
 use bizcontacts_security::PasswordHasherConfig;
+use bizcontacts_store::search_pool::SearchPool;
 use bizcontacts_store::Store;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +14,8 @@ pub struct AppState(Arc<Inner>);
 
 pub struct Inner {
     pub store: Store,
+    /// Searches run here, apart from everything else (`store::search_pool`).
+    pub search: SearchPool,
     pub redis: Redis,
     /// Job ledger and transport: how requests become jobs.
     pub ledger: Ledger,
@@ -41,6 +44,8 @@ pub struct Inner {
     pub uploads_per_tenant: usize,
     /// Sign-in throttling and the bound on concurrent password hashing.
     pub sign_in: crate::throttle::SignInGuard,
+    /// Stripe, prices, webhook secrets, grace period.
+    pub billing: bizcontacts_billing::Billing,
     /// HighLevel: the client, our app, the keys secrets are sealed with.
     pub crm: bizcontacts_highlevel::session::Crm,
     /// The consent pages (`highlevel.authorize_url`, `.whitelabel_authorize_url`).

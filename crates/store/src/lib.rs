@@ -8,6 +8,7 @@
 
 pub mod api_keys;
 pub mod audit;
+pub mod billing;
 pub mod corpus;
 pub mod corrections;
 pub mod crm;
@@ -20,6 +21,7 @@ pub mod invitations;
 pub mod matches;
 pub mod packages;
 pub mod search;
+pub mod search_pool;
 pub mod sessions;
 pub mod staged_rows;
 pub mod sweeps;

@@ -5,8 +5,11 @@ use crate::Result;
 use bizcontacts_domain::{PackageLimits, PackageName};
 use sqlx::PgExecutor;
 
+/// A package's row; its name is read from a column called `package`, so
+/// the row can be read beside a tenant's (whose `name` is the tenant's).
 #[derive(sqlx::FromRow)]
 pub(crate) struct PackageRow {
+    #[sqlx(rename = "package")]
     name: String,
     users: i32,
     searches_per_day: i32,
@@ -33,7 +36,7 @@ impl PackageRow {
 }
 
 pub async fn get(db: impl PgExecutor<'_>, name: PackageName) -> Result<PackageLimits> {
-    sqlx::query_as::<_, PackageRow>("SELECT * FROM packages WHERE name = $1")
+    sqlx::query_as::<_, PackageRow>("SELECT name AS package, * FROM packages WHERE name = $1")
         .bind(name.as_str())
         .fetch_one(db)
         .await?

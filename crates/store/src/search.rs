@@ -9,6 +9,7 @@
 //! trigrams).
 
 use crate::corpus::{columns, Contact, Values};
+use crate::search_pool::SearchPool;
 use crate::Result;
 use bizcontacts_domain::contact::Mcc;
 use bizcontacts_domain::search::SearchFilter;
@@ -16,11 +17,6 @@ use bizcontacts_domain::TenantId;
 use sqlx::{PgConnection, PgExecutor, Postgres, Row};
 use std::collections::HashMap;
 use uuid::Uuid;
-
-/// How similar `q` must be to a word run of the names: 0.5 lets one typo in
-/// a word of five letters or more through ("brightwatr" finds
-/// "Brightwater"), where pg_trgm's default of 0.6 does not.
-const WORD_SIMILARITY: f32 = 0.5;
 
 /// A statement's bound value.
 #[derive(Debug, Clone)]
@@ -142,10 +138,13 @@ pub fn search_statement(
     limit: i64,
 ) -> Statement {
     let mut st = Statement::new("SELECT c.id, c.corrected_fields, EXISTS (SELECT 1 FROM saved_contacts s WHERE s.tenant_id = ");
-    st.bind(Param::Uuid(tenant.0)).push(&format!(
-        " AND s.contact_id = c.id), {} FROM (SELECT c.id FROM contacts c WHERE ",
-        columns("c.")
-    ));
+    st.bind(Param::Uuid(tenant.0))
+        .push(" AND s.contact_id = c.id), EXISTS (SELECT 1 FROM corrections o WHERE o.tenant_id = ")
+        .bind(Param::Uuid(tenant.0))
+        .push(&format!(
+            " AND o.contact_id = c.id), {} FROM (SELECT c.id FROM contacts c WHERE ",
+            columns("c.")
+        ));
     st.filter(f);
     if let Some(after) = after {
         st.push(" AND c.id > ").bind(Param::Uuid(after));
@@ -167,52 +166,27 @@ fn facet_statement(f: &SearchFilter, col: &str, from: &str, scale: f64) -> State
     st
 }
 
-/// Settings of a search transaction: the similarity threshold of `<%`, and
-/// a plan made for the values at hand, and no parallel workers: every
-/// search plan reads a bounded part of an index, where workers only add
-/// processes competing for the same cores under concurrent searches. The statement is prepared and cached
-/// per connection; a generic plan would be chosen without the values, while
-/// the right plan depends on them (walk the id index for a dense value,
-/// read a rare MCC's entries and sort them).
-///
-/// And a bound on its time ([`SEARCH_TIMEOUT_MS`]): no request may hold a
-/// connection for long, whatever the planner makes of a shape.
-async fn set_threshold(tx: &mut PgConnection) -> Result<()> {
-    sqlx::query(
-        "SELECT set_config('pg_trgm.word_similarity_threshold', $1, true),
-                set_config('plan_cache_mode', 'force_custom_plan', true),
-                set_config('max_parallel_workers_per_gather', '0', true),
-                set_config('statement_timeout', $2, true)",
-    )
-    .bind(WORD_SIMILARITY.to_string())
-    .bind(SEARCH_TIMEOUT_MS.to_string())
-    .execute(tx)
-    .await?;
-    Ok(())
-}
-
-/// Longest a search statement may run; past it Postgres cancels it and the
-/// request is told to narrow the search.
-pub const SEARCH_TIMEOUT_MS: u32 = 3_000;
-
 /// One result: the canonical contact and whether `tenant` saved it.
 pub struct Found {
     pub contact: Contact,
     pub saved: bool,
+    /// The tenant has corrections of its own to this contact (then its
+    /// values need [`crate::corrections::overlay_many`]; most have none).
+    pub own_corrections: bool,
 }
 
 /// Up to `limit` active contacts matching `f` after the contact `after`.
+/// One statement on a search connection (its settings: [`SearchPool`]).
 pub async fn search(
-    tx: &mut PgConnection,
+    db: &SearchPool,
     tenant: TenantId,
     f: &SearchFilter,
     after: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<Found>> {
-    set_threshold(tx).await?;
     let rows = search_statement(tenant, f, after, limit)
         .query()
-        .fetch_all(&mut *tx)
+        .fetch_all(db.pool())
         .await?;
     rows.iter()
         .map(|r| {
@@ -221,9 +195,10 @@ pub async fn search(
                     id: r.try_get(0)?,
                     corrected_fields: r.try_get(1)?,
                     active: true,
-                    values: Values::from_row(r, 3)?,
+                    values: Values::from_row(r, 4)?,
                 },
                 saved: r.try_get(2)?,
+                own_corrections: r.try_get(3)?,
             })
         })
         .collect()
@@ -277,8 +252,11 @@ const SAMPLE_ROWS: f64 = 50_000.0;
 /// Values returned per dimension.
 const FACET_VALUES: usize = 25;
 
-pub async fn facets(tx: &mut PgConnection, f: &SearchFilter, by: FacetBy) -> Result<Facets> {
-    set_threshold(tx).await?;
+/// In a transaction of its own on a search connection: a planning round
+/// trip, then the exact count or the sample.
+pub async fn facets(db: &SearchPool, f: &SearchFilter, by: FacetBy) -> Result<Facets> {
+    let mut txn = db.pool().begin().await?;
+    let tx = &mut *txn;
     let col = by.counted_column();
     let (rows, estimated) = match facets_statement(tx, f, by).await? {
         (exact, false) => match exact_counts(tx, &exact).await? {
@@ -298,6 +276,7 @@ pub async fn facets(tx: &mut PgConnection, f: &SearchFilter, by: FacetBy) -> Res
         .iter()
         .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
         .collect::<Result<_>>()?;
+    txn.commit().await?;
     Ok(Facets {
         values: top_values(by, rows),
         estimated,
@@ -348,11 +327,11 @@ async fn exact_counts(
             Ok(Some(rows))
         }
         Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("57014") => {
-            // Cancelled by the timeout: back to the search's own settings.
+            // Cancelled by the timeout; the rollback restores the
+            // connection's own timeout for the sample.
             sqlx::query("ROLLBACK TO SAVEPOINT exact_facets")
                 .execute(&mut *tx)
                 .await?;
-            set_threshold(tx).await?;
             Ok(None)
         }
         Err(e) => Err(e.into()),

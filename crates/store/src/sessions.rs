@@ -11,6 +11,7 @@ pub struct Session {
     pub user_id: UserId,
     pub expires_at: DateTime<Utc>,
     pub revoked_at: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -19,6 +20,7 @@ struct SessionRow {
     user_id: uuid::Uuid,
     expires_at: DateTime<Utc>,
     revoked_at: Option<DateTime<Utc>>,
+    last_used_at: Option<DateTime<Utc>>,
 }
 
 impl From<SessionRow> for Session {
@@ -28,6 +30,7 @@ impl From<SessionRow> for Session {
             user_id: UserId(r.user_id),
             expires_at: r.expires_at,
             revoked_at: r.revoked_at,
+            last_used_at: r.last_used_at,
         }
     }
 }
@@ -55,12 +58,19 @@ pub async fn create(
 /// random token leaks nothing an attacker could use, unlike comparing secrets.
 pub async fn find_by_hash(db: impl PgExecutor<'_>, token_hash: &[u8]) -> Result<Option<Session>> {
     Ok(sqlx::query_as::<_, SessionRow>(
-        "SELECT id, user_id, expires_at, revoked_at FROM sessions WHERE token_hash = $1",
+        "SELECT id, user_id, expires_at, revoked_at, last_used_at FROM sessions WHERE token_hash = $1",
     )
     .bind(token_hash)
     .fetch_optional(db)
     .await?
     .map(Into::into))
+}
+
+/// Whether a credential last used at `last` should be touched again: use is
+/// recorded at most once a minute, so most requests skip the write and
+/// its round trip.
+pub fn touch_due(last: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
+    last.is_none_or(|t| now - t >= chrono::Duration::minutes(1))
 }
 
 /// Record use, at most once a minute per session so reads stay reads.

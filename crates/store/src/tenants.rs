@@ -150,7 +150,9 @@ pub async fn set_package(
 #[derive(Debug, Clone)]
 pub struct TenantAccess {
     pub tenant: Tenant,
-    pub api_access: bool,
+    /// The limits of the tenant's package (read with it: most requests need
+    /// one of them, and a package change applies to the next request).
+    pub limits: bizcontacts_domain::PackageLimits,
     /// The user's role here, if they are a member.
     pub role: Option<bizcontacts_domain::Role>,
 }
@@ -164,11 +166,14 @@ pub async fn access(
     struct Row {
         #[sqlx(flatten)]
         tenant: TenantRow,
-        api_access: bool,
+        #[sqlx(flatten)]
+        limits: crate::packages::PackageRow,
         role: Option<String>,
     }
     let Some(row) = sqlx::query_as::<_, Row>(
-        "SELECT t.id, t.name, t.package, t.status, t.created_at, p.api_access, m.role
+        "SELECT t.id, t.name, t.package, t.status, t.created_at, p.users, p.searches_per_day,
+                p.contacts_per_search, p.api_access, p.concurrent_jobs, p.jobs_per_day,
+                p.import_rows_per_day, m.role
          FROM tenants t JOIN packages p ON p.name = t.package
          LEFT JOIN memberships m ON m.tenant_id = t.id AND m.user_id = $2
          WHERE t.id = $1",
@@ -182,7 +187,7 @@ pub async fn access(
     };
     Ok(Some(TenantAccess {
         tenant: row.tenant.try_into()?,
-        api_access: row.api_access,
+        limits: row.limits.into_limits()?,
         role: row
             .role
             .as_deref()

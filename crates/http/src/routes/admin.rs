@@ -1,13 +1,19 @@
 //! Platform administration (system roles): tenants, manual plan activation, audit.
 
 use crate::auth::{perm, SystemScope};
+use crate::enqueue::platform_job;
 use crate::error::{not_found, ApiError, Problem};
 use crate::extract::{ApiJson, ApiQuery, RequestId};
 use crate::pagination::{Page, PageParams};
+use crate::routes::jobs::JobView;
 use crate::state::AppState;
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::Json;
+use bizcontacts_billing::{sync, BillingError, Cause};
 use bizcontacts_domain::{PackageName, TenantId, UserId};
+use bizcontacts_jobs::BillingReconcileArgs;
+use bizcontacts_queue::args::JobArgs;
 use bizcontacts_store::audit::{self, AuditEvent, Filter};
 use bizcontacts_store::tenants;
 use bizcontacts_store::usage::{self, DailyUsage};
@@ -20,7 +26,8 @@ use uuid::Uuid;
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_tenants))
-        .routes(routes!(set_package))
+        .routes(routes!(set_package, revoke_package))
+        .routes(routes!(reconcile))
         .routes(routes!(list_audit))
 }
 
@@ -77,14 +84,35 @@ async fn list_tenants(
 #[serde(deny_unknown_fields)]
 pub struct SetPackage {
     package: PackageName,
-    /// Why (kept in the audit event).
-    reason: Option<String>,
+    /// Why (kept in the audit event); required.
+    reason: String,
+    /// When the activation ends (then the subscription's package, or free);
+    /// absent: until revoked.
+    until: Option<DateTime<Utc>>,
 }
 
-/// Manual plan activation (audited).
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Revoke {
+    /// Why (kept in the audit event); required.
+    reason: String,
+}
+
+fn reason(r: &str) -> Result<&str, ApiError> {
+    let r = r.trim();
+    match r.chars().count() {
+        0 => Err(ApiError::field("reason", "must say why")),
+        n if n > 500 => Err(ApiError::field("reason", "must be at most 500 characters")),
+        _ => Ok(r),
+    }
+}
+
+/// Manual plan activation (audited): the package holds until `until` or
+/// until revoked, whatever Stripe says meanwhile.
 #[utoipa::path(put, path = "/v1/admin/tenants/{tenant_id}/package", tag = "admin", security(("bearer" = [])),
     params(("tenant_id" = Uuid, Path)), request_body = SetPackage,
-    responses((status = 200, body = TenantView), (status = 403, body = Problem), (status = 404, body = Problem)))]
+    responses((status = 200, body = TenantView), (status = 403, body = Problem), (status = 404, body = Problem),
+        (status = 422, body = Problem)))]
 async fn set_package(
     State(state): State<AppState>,
     scope: SystemScope<perm::AdminOperate>,
@@ -92,27 +120,110 @@ async fn set_package(
     Path(tenant_id): Path<Uuid>,
     ApiJson(req): ApiJson<SetPackage>,
 ) -> Result<Json<TenantView>, ApiError> {
+    let why = reason(&req.reason)?;
+    if req.until.is_some_and(|u| u <= Utc::now()) {
+        return Err(ApiError::field("until", "must be in the future"));
+    }
     let id = TenantId(tenant_id);
     let mut tx = state.store.pool.begin().await?;
-    let before = tenants::lock(&mut tx, id)
+    tenants::lock(&mut tx, id)
         .await
         .map_err(not_found("tenant"))?;
-    tenants::set_package(&mut *tx, id, req.package).await?;
+    let cause = admin_cause(&scope, request_id.as_deref());
+    sync::activate_manually(&mut tx, id, req.package, req.until, why, cause)
+        .await
+        .map_err(billing_error)?;
+    let view = tenant_view(&mut tx, id).await?;
+    tx.commit().await?;
+    Ok(Json(view))
+}
+
+/// End a manual activation now: the tenant gets its subscription's package,
+/// or free (audited). 404 when none is in force.
+#[utoipa::path(delete, path = "/v1/admin/tenants/{tenant_id}/package", tag = "admin", security(("bearer" = [])),
+    params(("tenant_id" = Uuid, Path)), request_body = Revoke,
+    responses((status = 200, body = TenantView), (status = 403, body = Problem), (status = 404, body = Problem)))]
+async fn revoke_package(
+    State(state): State<AppState>,
+    scope: SystemScope<perm::AdminOperate>,
+    RequestId(request_id): RequestId,
+    Path(tenant_id): Path<Uuid>,
+    ApiJson(req): ApiJson<Revoke>,
+) -> Result<Json<TenantView>, ApiError> {
+    let why = reason(&req.reason)?;
+    let id = TenantId(tenant_id);
+    let mut tx = state.store.pool.begin().await?;
+    tenants::lock(&mut tx, id)
+        .await
+        .map_err(not_found("tenant"))?;
+    let cause = admin_cause(&scope, request_id.as_deref());
+    if !sync::revoke_manual(&mut tx, id, why, cause)
+        .await
+        .map_err(billing_error)?
+    {
+        return Err(ApiError::NotFound("manual activation"));
+    }
+    let view = tenant_view(&mut tx, id).await?;
+    tx.commit().await?;
+    Ok(Json(view))
+}
+
+fn admin_cause<'a, P>(scope: &SystemScope<P>, request_id: Option<&'a str>) -> Cause<'a> {
+    Cause {
+        actor: scope.principal.actor(),
+        request_id,
+        via: "admin",
+    }
+}
+
+fn billing_error(e: BillingError) -> ApiError {
+    match e {
+        BillingError::Store(e) => e.into(),
+        other => ApiError::Internal(other.into()),
+    }
+}
+
+async fn tenant_view(tx: &mut sqlx::PgConnection, id: TenantId) -> Result<TenantView, ApiError> {
+    let t = tenants::get(&mut *tx, id).await?;
+    let usage_today = usage::get(&mut *tx, id, Utc::now().date_naive()).await?;
+    Ok(TenantView::new(t, usage_today))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReconcileRequest {}
+
+/// Reconcile every tenant's package with Stripe now (a `billing_reconcile`
+/// job; it also runs hourly).
+#[utoipa::path(post, path = "/v1/admin/billing/reconcile", tag = "admin", security(("bearer" = [])),
+    responses((status = 202, body = JobView), (status = 403, body = Problem)))]
+async fn reconcile(
+    State(state): State<AppState>,
+    scope: SystemScope<perm::AdminOperate>,
+    RequestId(request_id): RequestId,
+) -> Result<(StatusCode, Json<JobView>), ApiError> {
+    let mut tx = state.store.pool.begin().await?;
+    let (job, pending) = platform_job(
+        &state,
+        &mut tx,
+        &scope.principal,
+        BillingReconcileArgs { at: Utc::now() }.job(),
+    )
+    .await?;
     audit::record(
         &mut *tx,
         scope.principal.event(
-            Some(id),
-            "tenant.package_activated",
-            ("tenant", id.to_string()),
-            json!({ "from": before.package, "to": req.package, "reason": req.reason }),
+            None,
+            "billing.reconcile_started",
+            ("job", job.id.to_string()),
+            json!({}),
             request_id.as_deref(),
         ),
     )
     .await?;
-    let t = tenants::get(&mut *tx, id).await?;
-    let usage_today = usage::get(&mut *tx, id, Utc::now().date_naive()).await?;
     tx.commit().await?;
-    Ok(Json(TenantView::new(t, usage_today)))
+    state.ledger.push(pending).await;
+    Ok((StatusCode::ACCEPTED, Json(JobView::from(job))))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]

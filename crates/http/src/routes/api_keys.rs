@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use bizcontacts_domain::{ApiKeyId, Permission};
 use bizcontacts_store::api_keys::{self, ApiKey};
-use bizcontacts_store::{audit, packages};
+use bizcontacts_store::audit;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -142,7 +142,7 @@ async fn create_key(
     RequestId(request_id): RequestId,
     ApiJson(req): ApiJson<CreateKey>,
 ) -> Result<Created<CreatedKey>, ApiError> {
-    let package = packages::get(&state.store.pool, scope.tenant.package).await?;
+    let package = &scope.limits;
     if !package.api_access {
         return Err(ApiError::Forbidden(format!(
             "the tenant's package ({}) does not include API access; upgrade to create API keys",

@@ -240,7 +240,7 @@ async fn limits_with_rows_left(
     state: &AppState,
     scope: &TenantScope<perm::ImportsWrite>,
 ) -> Result<PackageLimits, ApiError> {
-    let limits = packages::get(&state.store.pool, scope.tenant.package).await?;
+    let limits = scope.limits.clone();
     let used = usage::get(
         &state.store.pool,
         scope.tenant_id(),

@@ -15,7 +15,6 @@ use bizcontacts_domain::TenantId;
 use bizcontacts_queue::handler::Starter;
 use bizcontacts_queue::job::{Job, JobStatus, NewJob};
 use bizcontacts_queue::ledger::JobFilter;
-use bizcontacts_store::packages;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -157,7 +156,7 @@ async fn submit_job(
             return replay(&state, tenant, job).await;
         }
     }
-    let limits = packages::get(&state.store.pool, scope.tenant.package).await?;
+    let limits = scope.limits.clone();
     let mut tx = state.store.pool.begin().await?;
     let usage = charge_job(&limits, tenant, &mut tx).await?;
     let new = NewJob {

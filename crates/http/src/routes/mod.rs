@@ -7,6 +7,7 @@ pub mod admin;
 pub mod admin_corpus;
 pub mod admin_jobs;
 pub mod api_keys;
+pub mod billing;
 pub mod contacts;
 pub mod crm;
 pub mod crm_sync;
@@ -20,6 +21,7 @@ pub mod members;
 pub mod saved;
 pub mod search;
 pub mod session;
+pub mod stripe_webhook;
 pub mod usage;
 pub mod webhooks;
 
@@ -43,5 +45,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(crm::router())
         .merge(crm_sync::router())
         .merge(webhooks::router())
+        .merge(billing::router())
+        .merge(stripe_webhook::router())
         .merge(admin_corpus::router())
 }

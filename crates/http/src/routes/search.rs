@@ -6,7 +6,7 @@
 //! contacts per search. The cursor is the last contact id of the page bound
 //! to the tenant and the query (a hash of both), so it cannot be replayed
 //! into another tenant's or another query's results. A search statement
-//! runs at most 3 s (`store::search::SEARCH_TIMEOUT_MS`), then the request
+//! runs at most 3 s (`store::search_pool::SEARCH_TIMEOUT_MS`), then the request
 //! is a 503 asking to narrow it: no request holds a connection longer.
 
 use crate::auth::{perm, TenantScope};
@@ -22,7 +22,7 @@ use bizcontacts_domain::search::SearchFilter;
 use bizcontacts_domain::{PackageLimits, TenantId};
 use bizcontacts_store::corpus::Contact;
 use bizcontacts_store::search::{self, FacetBy};
-use bizcontacts_store::{corrections, packages, usage};
+use bizcontacts_store::{corrections, usage};
 use chrono::Utc;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -152,32 +152,23 @@ fn filter(pairs: &[(String, String)]) -> Result<SearchFilter, ApiError> {
     })
 }
 
-/// Count one search; a 429 once the day's searches are used up.
+/// Count one search; a 429 once the day's searches are used up. One
+/// statement on a search connection, where it commits without waiting for
+/// the WAL flush (why: `store::search_pool`).
 async fn charge_search(
     state: &AppState,
     limits: &PackageLimits,
     tenant: TenantId,
 ) -> Result<Usage, ApiError> {
     let max = limits.searches_per_day;
-    // Every search of a tenant updates this one counter row, so its lock is
-    // held from the update to the commit: without waiting for the WAL flush
-    // (synchronous_commit off, for this transaction only) concurrent
-    // searches queue behind a few microseconds instead of a disk sync. The
-    // count stays exact under concurrency (the row lock); a Postgres crash
-    // may forget the last fraction of a second of counted searches.
-    let mut tx = state.store.pool.begin().await?;
-    sqlx::query("SELECT set_config('synchronous_commit', 'off', true)")
-        .execute(&mut *tx)
-        .await?;
     let remaining = usage::consume(
-        &mut *tx,
+        state.search.pool(),
         usage::Counter::Searches,
         tenant,
         Utc::now().date_naive(),
         max,
     )
     .await?;
-    tx.commit().await?;
     let remaining = remaining.ok_or_else(|| ApiError::DailyLimit {
         limit: "searches_per_day",
         max,
@@ -227,8 +218,16 @@ async fn found(
     tenant: TenantId,
     rows: Vec<search::Found>,
 ) -> Result<Vec<FoundContact>, ApiError> {
-    let ids: Vec<Uuid> = rows.iter().map(|r| r.contact.id).collect();
-    let mut own = corrections::overlay_many(&state.store.pool, tenant.0, &ids).await?;
+    let ids: Vec<Uuid> = rows
+        .iter()
+        .filter(|r| r.own_corrections)
+        .map(|r| r.contact.id)
+        .collect();
+    let mut own = if ids.is_empty() {
+        Default::default()
+    } else {
+        corrections::overlay_many(&state.store.pool, tenant.0, &ids).await?
+    };
     Ok(rows
         .into_iter()
         .map(|r| {
@@ -279,8 +278,7 @@ async fn search_contacts(
     let after = one(&pairs, "cursor")?
         .map(|c| decode_cursor(c, tag))
         .transpose()?;
-    let limits = packages::get(&state.store.pool, scope.tenant.package).await?;
-    let cap = i64::from(limits.contacts_per_search).max(1);
+    let cap = i64::from(scope.limits.contacts_per_search).max(1);
     let limit = match one(&pairs, "limit")? {
         None => DEFAULT_LIMIT.min(cap),
         Some(v) => match v.trim().parse::<i64>() {
@@ -293,10 +291,8 @@ async fn search_contacts(
             }
         },
     };
-    let usage = charge_search(&state, &limits, tenant).await?;
-    let mut tx = state.store.pool.begin().await?;
-    let mut rows = search::search(&mut tx, tenant, &f, after, limit + 1).await?;
-    tx.commit().await?;
+    let usage = charge_search(&state, &scope.limits, tenant).await?;
+    let mut rows = search::search(&state.search, tenant, &f, after, limit + 1).await?;
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
     let next_cursor = more
@@ -342,11 +338,8 @@ async fn contact_facets(
             ))
         }
     };
-    let limits = packages::get(&state.store.pool, scope.tenant.package).await?;
-    let usage = charge_search(&state, &limits, scope.tenant_id()).await?;
-    let mut tx = state.store.pool.begin().await?;
-    let facets = search::facets(&mut tx, &f, by).await?;
-    tx.commit().await?;
+    let usage = charge_search(&state, &scope.limits, scope.tenant_id()).await?;
+    let facets = search::facets(&state.search, &f, by).await?;
     Ok(usage.on(Json(FacetsView {
         by: one(&pairs, "by")?.unwrap_or_default().to_string(),
         values: facets

@@ -6,7 +6,7 @@ use crate::state::AppState;
 use axum::extract::State;
 use axum::Json;
 use bizcontacts_domain::PackageLimits;
-use bizcontacts_store::{packages, usage};
+use bizcontacts_store::usage;
 use chrono::{NaiveDate, Utc};
 use serde::Serialize;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -52,10 +52,8 @@ async fn get_usage(
 ) -> Result<Json<Usage>, ApiError> {
     let day = Utc::now().date_naive();
     let db = &state.store.pool;
-    let (used, limits) = tokio::try_join!(
-        usage::get(db, scope.tenant_id(), day),
-        packages::get(db, scope.tenant.package)
-    )?;
+    let used = usage::get(db, scope.tenant_id(), day).await?;
+    let limits = scope.limits.clone();
     Ok(Json(Usage {
         day,
         searches: Counter::new(used.searches, limits.searches_per_day),
