@@ -8,6 +8,7 @@ mod harness;
 
 mod abuse;
 mod bad_input;
+mod billing;
 mod cli;
 mod crm;
 mod crm_pull;

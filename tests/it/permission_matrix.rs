@@ -8,6 +8,7 @@ use crate::harness::{TestApp, TestUser};
 use bizcontacts_domain::access::{system_permissions, tenant_permissions};
 use bizcontacts_domain::{PackageName, Permission, Role, SystemRole, TenantId};
 use bizcontacts_fakes::highlevel::FakeHighLevel;
+use bizcontacts_fakes::stripe::FakeStripe;
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
@@ -83,6 +84,11 @@ enum Route {
     CrmPush,
     CrmPushes,
     CrmPull,
+    BillingCheckout,
+    GetBilling,
+    StripeWebhook,
+    AdminRevokePackage,
+    AdminReconcile,
 }
 
 const ROUTES: &[Route] = &[
@@ -144,6 +150,11 @@ const ROUTES: &[Route] = &[
     Route::CrmPush,
     Route::CrmPushes,
     Route::CrmPull,
+    Route::BillingCheckout,
+    Route::GetBilling,
+    Route::StripeWebhook,
+    Route::AdminRevokePackage,
+    Route::AdminReconcile,
 ];
 
 impl Route {
@@ -388,6 +399,27 @@ impl Route {
             ),
             // Public: the signature is the proof (401 here, with none).
             Route::HighLevelWebhook => (Method::POST, "/v1/webhooks/highlevel", Need::Public),
+            Route::StripeWebhook => (Method::POST, "/v1/webhooks/stripe", Need::Public),
+            Route::BillingCheckout => (
+                Method::POST,
+                "/v1/tenants/{tenant_id}/billing/checkout",
+                Need::Tenant(P::BillingManage),
+            ),
+            Route::GetBilling => (
+                Method::GET,
+                "/v1/tenants/{tenant_id}/billing",
+                Need::Tenant(P::BillingManage),
+            ),
+            Route::AdminRevokePackage => (
+                Method::DELETE,
+                "/v1/admin/tenants/{tenant_id}/package",
+                Need::System(P::AdminOperate),
+            ),
+            Route::AdminReconcile => (
+                Method::POST,
+                "/v1/admin/billing/reconcile",
+                Need::System(P::AdminOperate),
+            ),
             Route::CrmPush => (
                 Method::POST,
                 "/v1/tenants/{tenant_id}/crm/push",
@@ -776,6 +808,30 @@ impl Ctx<'_> {
                 (template.replace("{tenant_id}", &t.to_string()), None)
             }
             Route::HighLevelWebhook => (template.to_string(), Some(json!({ "type": "INSTALL" }))),
+            Route::StripeWebhook => (
+                template.to_string(),
+                Some(json!({ "id": "evt_m", "type": "invoice.paid" })),
+            ),
+            Route::BillingCheckout => (
+                template.replace("{tenant_id}", &t.to_string()),
+                Some(json!({ "package": "pro" })),
+            ),
+            Route::AdminRevokePackage => {
+                // A manual activation in force, for each caller to end.
+                sqlx::query(
+                    "INSERT INTO tenant_billing (tenant_id, source, manual_package, manual_reason)
+                     VALUES ($1, 'manual', 'enterprise', 'matrix')
+                     ON CONFLICT (tenant_id) DO UPDATE SET manual_package = 'enterprise', manual_until = NULL",
+                )
+                .bind(t.0)
+                .execute(&self.app.store.pool)
+                .await
+                .unwrap();
+                (
+                    template.replace("{tenant_id}", &t.to_string()),
+                    Some(json!({ "reason": "matrix" })),
+                )
+            }
             Route::CrmPush => {
                 self.connected().await;
                 let contact = self.contact().await;
@@ -813,9 +869,14 @@ async fn every_route_answers_every_caller_as_the_matrix_says() {
     let fake = FakeHighLevel::start().await;
     fake.add_location("loc-m", "Matrix Location");
     fake.private_key(MATRIX_KEY, "loc-m");
+    let stripe = FakeStripe::start(crate::billing::SECRET_KEY, &["price_m"]).await;
     let app = TestApp::spawn_with(crate::harness::TestDb::new().await, |s| {
         s.highlevel.api_base_url = fake.base.clone();
         s.highlevel.client_id = "matrix-client".into();
+        s.stripe.api_base_url = stripe.base.clone();
+        s.stripe.secret_key = crate::billing::SECRET_KEY.to_string().into();
+        s.stripe.webhook_secret = vec!["whsec_matrix".to_string().into()];
+        s.stripe.prices.pro = "price_m".into();
     })
     .await;
     let tenant = app.tenant(PackageName::Enterprise).await;
@@ -880,7 +941,7 @@ async fn every_route_answers_every_caller_as_the_matrix_says() {
             // Public routes proven otherwise: no state, no signature.
             match route {
                 Route::CrmCallback => expected = 422,
-                Route::HighLevelWebhook => expected = 401,
+                Route::HighLevelWebhook | Route::StripeWebhook => expected = 401,
                 _ => {}
             }
             // A key of the one scope users:manage holds none of a role's

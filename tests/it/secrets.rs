@@ -1,9 +1,11 @@
-//! Plant a known password and API key, use them through the real binary with
+//! Plant a known password and API key (and the CRM's and Stripe's
+//! secrets), use them through the real binary with
 //! debug logging, then look for them everywhere: every log line, every
 //! response (headers and bodies), every text column of the database.
 
 use crate::harness::{bin_env, free_addr, run_bin, wait_ready, TestDb, TestRedis, BIN};
 use bizcontacts_fakes::highlevel::{FakeHighLevel, CLIENT_ID, CLIENT_SECRET};
+use bizcontacts_fakes::stripe::FakeStripe;
 use bizcontacts_store::Store;
 use std::process::Stdio;
 use std::time::Duration;
@@ -17,6 +19,10 @@ const INVITEE_PASSWORD: &str = "Planted-Invitee-Password-0xBEEF";
 const ACCESS_TOKEN: &str = "Planted-HighLevel-Access-0xA11CE";
 const REFRESH_TOKEN: &str = "Planted-HighLevel-Refresh-0xB0B";
 const PRIVATE_KEY: &str = "Planted-Private-Integration-0xCAFE";
+/// Stripe: our secret key, and two webhook endpoint secrets (one rolling).
+const STRIPE_KEY: &str = "sk_test_Planted-Stripe-Key-0xD00D";
+const STRIPE_WHSEC: &str = "whsec_Planted-Stripe-Webhook-0xF00D";
+const STRIPE_WHSEC_OLD: &str = "whsec_Planted-Stripe-Old-0xFEED";
 
 #[tokio::test]
 async fn planted_secrets_never_appear_in_clear() {
@@ -77,9 +83,23 @@ async fn planted_secrets_never_appear_in_clear() {
     fake.add_location("loc-s", "Secretive Sub-Account");
     fake.private_key(PRIVATE_KEY, "loc-s");
     fake.plant_tokens(ACCESS_TOKEN, REFRESH_TOKEN);
+    let stripe = FakeStripe::start(STRIPE_KEY, &["price_pro", "price_enterprise"]).await;
     let mut server = tokio::process::Command::new(BIN)
         .arg("serve")
         .envs(env.iter().cloned())
+        .env("BIZCONTACTS__STRIPE__API_BASE_URL", &stripe.base)
+        .env("BIZCONTACTS__STRIPE__SECRET_KEY", STRIPE_KEY)
+        .env(
+            "BIZCONTACTS__STRIPE__WEBHOOK_SECRET",
+            format!("{STRIPE_WHSEC_OLD},{STRIPE_WHSEC}"),
+        )
+        .env("BIZCONTACTS__STRIPE__PRICES__PRO", "price_pro")
+        .env(
+            "BIZCONTACTS__STRIPE__PRICES__ENTERPRISE",
+            "price_enterprise",
+        )
+        // A price Stripe refuses: its error must not carry the key either.
+        .env("BIZCONTACTS__STRIPE__PRICES__STARTER", "price_unknown")
         .env("BIZCONTACTS__HIGHLEVEL__API_BASE_URL", &fake.base)
         .env("BIZCONTACTS__HIGHLEVEL__CLIENT_ID", CLIENT_ID)
         .env("BIZCONTACTS__HIGHLEVEL__CLIENT_SECRET", CLIENT_SECRET)
@@ -255,6 +275,55 @@ async fn planted_secrets_never_appear_in_clear() {
             .unwrap(),
     )
     .await;
+    // Billing: checkouts (one Stripe refuses), a signed webhook, a forged one.
+    for package in ["pro", "starter"] {
+        responses += &record(
+            client
+                .post(format!("{base}/v1/tenants/{tenant}/billing/checkout"))
+                .bearer_auth(&session)
+                .json(&serde_json::json!({ "package": package }))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+    }
+    let sub = stripe.put_subscription(
+        "sub_s",
+        "cus_s",
+        "price_enterprise",
+        "active",
+        Some(&tenant),
+    );
+    let now = chrono::Utc::now().timestamp();
+    for (id, secret) in [("evt_good", STRIPE_WHSEC), ("evt_forged", "whsec_forged")] {
+        let (body, sig) = FakeStripe::event(
+            id,
+            "customer.subscription.created",
+            sub.clone(),
+            secret,
+            now,
+        );
+        responses += &record(
+            client
+                .post(format!("{base}/v1/webhooks/stripe"))
+                .header("stripe-signature", sig)
+                .body(body)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+    }
+    responses += &record(
+        client
+            .get(format!("{base}/v1/tenants/{tenant}/billing"))
+            .bearer_auth(&session)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     responses += &record(client.get(format!("{base}/metrics")).send().await.unwrap()).await;
 
     // Stop the server and collect everything it wrote.
@@ -298,6 +367,13 @@ async fn planted_secrets_never_appear_in_clear() {
             .await
             .unwrap();
     assert_eq!(connected, "connected", "the OAuth flow ran");
+    let package: String = sqlx::query_scalar("SELECT package FROM tenants WHERE id = $1::uuid")
+        .bind(&tenant)
+        .fetch_one(&store.pool)
+        .await
+        .unwrap();
+    assert_eq!(package, "enterprise", "the signed Stripe webhook was taken");
+    assert_eq!(stripe.checkouts().len(), 1, "one checkout was accepted");
     store.pool.close().await;
 
     for secret in [
@@ -312,8 +388,15 @@ async fn planted_secrets_never_appear_in_clear() {
         REFRESH_TOKEN,
         PRIVATE_KEY,
         CLIENT_SECRET,
+        STRIPE_KEY,
+        STRIPE_WHSEC,
+        STRIPE_WHSEC_OLD,
     ] {
-        assert!(!logs.contains(secret), "secret {secret:.8}... in logs");
+        if let Some(i) = logs.find(secret) {
+            let before: String = logs[..i].chars().rev().take(300).collect();
+            let before: String = before.chars().rev().collect();
+            panic!("secret {secret:.8}... in logs: ...{before}");
+        }
         if let Some(i) = responses.find(secret) {
             panic!(
                 "secret in a response: ...{}...",

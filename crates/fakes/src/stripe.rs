@@ -143,19 +143,21 @@ fn error(status: StatusCode, kind: &str, message: &str) -> Response {
         .into_response()
 }
 
-/// The Bearer check every call makes; records the call.
-fn authorized(state: &Shared, headers: &HeaderMap, path: &str) -> Result<(), Response> {
+/// The Bearer check every call makes; records the call. The refusal is
+/// built by the caller ([`unauthorized`]).
+fn authorized(state: &Shared, headers: &HeaderMap, path: &str) -> bool {
     let mut inner = state.lock().unwrap();
     inner.calls.push(path.to_string());
     let expected = format!("Bearer {}", inner.secret_key);
-    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(expected.as_str()) {
-        return Err(error(
-            StatusCode::UNAUTHORIZED,
-            "invalid_request_error",
-            "Invalid API Key provided",
-        ));
-    }
-    Ok(())
+    headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(expected.as_str())
+}
+
+fn unauthorized() -> Response {
+    error(
+        StatusCode::UNAUTHORIZED,
+        "invalid_request_error",
+        "Invalid API Key provided",
+    )
 }
 
 async fn create_checkout(
@@ -163,8 +165,8 @@ async fn create_checkout(
     headers: HeaderMap,
     body: String,
 ) -> Response {
-    if let Err(r) = authorized(&state, &headers, "/v1/checkout/sessions") {
-        return r;
+    if !authorized(&state, &headers, "/v1/checkout/sessions") {
+        return unauthorized();
     }
     let is_form = headers
         .get("content-type")
@@ -234,8 +236,8 @@ async fn get_subscription(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if let Err(r) = authorized(&state, &headers, &format!("/v1/subscriptions/{id}")) {
-        return r;
+    if !authorized(&state, &headers, &format!("/v1/subscriptions/{id}")) {
+        return unauthorized();
     }
     match state.lock().unwrap().subscriptions.get(&id) {
         Some(sub) => Json(sub.clone()).into_response(),
@@ -252,8 +254,8 @@ async fn list_subscriptions(
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    if let Err(r) = authorized(&state, &headers, "/v1/subscriptions") {
-        return r;
+    if !authorized(&state, &headers, "/v1/subscriptions") {
+        return unauthorized();
     }
     let limit: usize = match q.get("limit").map(|l| l.parse()) {
         None => 10,
