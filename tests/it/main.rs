@@ -23,3 +23,4 @@ mod jobs_processes;
 mod permission_matrix;
 mod search;
 mod secrets;
+mod suspension;

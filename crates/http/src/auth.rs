@@ -362,7 +362,21 @@ impl<P: Requires> FromRequestParts<AppState> for TenantScope<P> {
         };
         let platform_admin = principal.system_roles.contains(&SystemRole::PlatformAdmin);
         if access.tenant.status == TenantStatus::Suspended && !platform_admin {
-            return Err(ApiError::Forbidden("the tenant is suspended".into()));
+            // Every session and key of the tenant: 403 naming the suspension
+            // (not 401: the credential is fine; not 404: the tenant exists).
+            let since = access
+                .tenant
+                .suspended_at
+                .map(|t| format!(" since {}", t.format("%Y-%m-%d %H:%M UTC")))
+                .unwrap_or_default();
+            let reason = access
+                .tenant
+                .suspended_reason
+                .as_deref()
+                .unwrap_or("no reason given");
+            return Err(ApiError::Forbidden(format!(
+                "the tenant is suspended{since}: {reason}; contact support to lift it"
+            )));
         }
         if !P::allowed(&permissions) {
             return Err(ApiError::Forbidden(format!(

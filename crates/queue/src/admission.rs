@@ -32,11 +32,17 @@ pub(crate) enum Count {
 pub(crate) struct Room {
     pub free: i64,
     pub limit: i32,
+    /// A suspended tenant has no room at all: its jobs are held (deferred,
+    /// not run, not failed) until it is unsuspended.
+    pub suspended: bool,
 }
 
 impl Room {
     /// Take a slot, or say why the job waits.
     pub fn take(&mut self) -> Result<(), String> {
+        if self.suspended {
+            return Err(SUSPENDED.to_string());
+        }
         if self.free <= 0 {
             return Err(format!(
                 "tenant at concurrent-job limit {0}/{0}",
@@ -47,6 +53,9 @@ impl Room {
         Ok(())
     }
 }
+
+/// Why a suspended tenant's job waits.
+pub(crate) const SUSPENDED: &str = "tenant is suspended";
 
 /// Lock the tenants' admission (or claims) until the transaction ends, in id
 /// order so concurrent transactions cannot deadlock, and count their room.
@@ -76,9 +85,9 @@ pub(crate) async fn lock_and_count(
         Count::Admitted => "j.status IN ('queued', 'running')",
         Count::Running => "j.status = 'running' AND j.lease_until > now()",
     };
-    let rows: Vec<(Uuid, i64, i32)> = sqlx::query_as(&format!(
+    let rows: Vec<(Uuid, i64, i32, bool)> = sqlx::query_as(&format!(
         "SELECT t.id, p.concurrent_jobs - (SELECT count(*) FROM jobs j WHERE j.tenant_id = t.id AND {live}),
-                p.concurrent_jobs
+                p.concurrent_jobs, t.status = 'suspended'
          FROM tenants t JOIN packages p ON p.name = t.package WHERE t.id = ANY($1)"
     ))
     .bind(&sorted)
@@ -86,7 +95,17 @@ pub(crate) async fn lock_and_count(
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(t, free, limit)| (t, Room { free, limit }))
+        .map(|(t, free, limit, suspended)| {
+            let free = if suspended { 0 } else { free };
+            (
+                t,
+                Room {
+                    free,
+                    limit,
+                    suspended,
+                },
+            )
+        })
         .collect())
 }
 

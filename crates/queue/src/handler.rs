@@ -142,12 +142,19 @@ impl JobContext {
     }
 
     /// A place where the job may stop: `Err(Cancelled)` once cancellation was
-    /// requested, also when the lease was lost to another worker.
+    /// requested, also when the lease was lost to another worker; and
+    /// `Err(Wait)` once its tenant is suspended (released, not counted as an
+    /// attempt; on its next claim it is held, deferred, until the tenant is
+    /// unsuspended, then resumes from its own checkpoints).
     pub async fn checkpoint(&self) -> Result<(), JobError> {
-        if self.ledger.should_stop(self.job_id, self.run_id).await? {
-            return Err(JobError::Cancelled);
+        match self.ledger.should_stop(self.job_id, self.run_id).await? {
+            crate::ledger::Stop::No => Ok(()),
+            crate::ledger::Stop::Cancel => Err(JobError::Cancelled),
+            crate::ledger::Stop::Suspended => Err(JobError::Wait {
+                reason: crate::admission::SUSPENDED.to_string(),
+                delay: std::time::Duration::ZERO,
+            }),
         }
-        Ok(())
     }
 
     /// Mark the job succeeded inside the caller's transaction, so the job's

@@ -435,15 +435,35 @@ impl Ledger {
 
     /// True when the run should stop: cancellation requested, or the job is no
     /// longer this run's (its lease expired and another worker took it).
-    pub(crate) async fn should_stop(&self, id: Uuid, run_id: Uuid) -> Result<bool, sqlx::Error> {
-        let owned: Option<bool> =
-            sqlx::query_scalar("SELECT NOT cancel_requested FROM jobs WHERE id = $1 AND run_id = $2 AND status = 'running'")
-                .bind(id)
-                .bind(run_id)
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(owned != Some(true))
+    pub(crate) async fn should_stop(&self, id: Uuid, run_id: Uuid) -> Result<Stop, sqlx::Error> {
+        let row: Option<(bool, bool)> = sqlx::query_as(
+            "SELECT j.cancel_requested, coalesce(t.status = 'suspended', false)
+             FROM jobs j LEFT JOIN tenants t ON t.id = j.tenant_id
+             WHERE j.id = $1 AND j.run_id = $2 AND j.status = 'running'",
+        )
+        .bind(id)
+        .bind(run_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match row {
+            // Lost to another worker, or finished elsewhere.
+            None => Stop::Cancel,
+            Some((true, _)) => Stop::Cancel,
+            Some((false, true)) => Stop::Suspended,
+            Some((false, false)) => Stop::No,
+        })
     }
+}
+
+/// What a checkpoint found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stop {
+    No,
+    /// Cancellation was asked for, or the run lost its lease.
+    Cancel,
+    /// The job's tenant was suspended: release the job, held until the
+    /// tenant is unsuspended.
+    Suspended,
 }
 
 /// What the admin stats endpoint shows.

@@ -499,7 +499,8 @@ pub async fn record_contact_event(
 /// Tenants whose connection works (the nightly pull's list).
 pub async fn connected_tenants(db: impl PgExecutor<'_>) -> Result<Vec<TenantId>> {
     let ids: Vec<Uuid> = sqlx::query_scalar(
-        "SELECT tenant_id FROM crm_connections WHERE status = 'connected' ORDER BY tenant_id",
+        "SELECT c.tenant_id FROM crm_connections c JOIN tenants t ON t.id = c.tenant_id
+         WHERE c.status = 'connected' AND t.status = 'active' ORDER BY c.tenant_id",
     )
     .fetch_all(db)
     .await?;

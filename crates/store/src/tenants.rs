@@ -13,6 +13,9 @@ pub struct Tenant {
     pub package: PackageName,
     pub status: TenantStatus,
     pub created_at: DateTime<Utc>,
+    /// Why and since when the tenant is suspended (None while active).
+    pub suspended_reason: Option<String>,
+    pub suspended_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +51,8 @@ struct TenantRow {
     package: String,
     status: String,
     created_at: DateTime<Utc>,
+    suspended_reason: Option<String>,
+    suspended_at: Option<DateTime<Utc>>,
 }
 
 impl TryFrom<TenantRow> for Tenant {
@@ -59,6 +64,8 @@ impl TryFrom<TenantRow> for Tenant {
             package: parse_stored("tenants.package", &r.package)?,
             status: parse_stored("tenants.status", &r.status)?,
             created_at: r.created_at,
+            suspended_reason: r.suspended_reason,
+            suspended_at: r.suspended_at,
         })
     }
 }
@@ -66,7 +73,7 @@ impl TryFrom<TenantRow> for Tenant {
 pub async fn create(db: impl PgExecutor<'_>, name: &str, package: PackageName) -> Result<Tenant> {
     sqlx::query_as::<_, TenantRow>(
         "INSERT INTO tenants (id, name, package) VALUES ($1, $2, $3)
-         RETURNING id, name, package, status, created_at",
+         RETURNING id, name, package, status, created_at, suspended_reason, suspended_at",
     )
     .bind(TenantId::generate().0)
     .bind(name)
@@ -78,7 +85,7 @@ pub async fn create(db: impl PgExecutor<'_>, name: &str, package: PackageName) -
 
 pub async fn get(db: impl PgExecutor<'_>, id: TenantId) -> Result<Tenant> {
     sqlx::query_as::<_, TenantRow>(
-        "SELECT id, name, package, status, created_at FROM tenants WHERE id = $1",
+        "SELECT id, name, package, status, created_at, suspended_reason, suspended_at FROM tenants WHERE id = $1",
     )
     .bind(id.0)
     .fetch_optional(db)
@@ -89,7 +96,7 @@ pub async fn get(db: impl PgExecutor<'_>, id: TenantId) -> Result<Tenant> {
 
 pub async fn find_by_name(db: impl PgExecutor<'_>, name: &str) -> Result<Option<Tenant>> {
     sqlx::query_as::<_, TenantRow>(
-        "SELECT id, name, package, status, created_at FROM tenants WHERE name = $1 ORDER BY id LIMIT 1",
+        "SELECT id, name, package, status, created_at, suspended_reason, suspended_at FROM tenants WHERE name = $1 ORDER BY id LIMIT 1",
     )
     .bind(name)
     .fetch_optional(db)
@@ -102,7 +109,7 @@ pub async fn find_by_name(db: impl PgExecutor<'_>, name: &str) -> Result<Option<
 /// check a package limit (two concurrent member adds cannot both pass).
 pub async fn lock(conn: &mut PgConnection, id: TenantId) -> Result<Tenant> {
     sqlx::query_as::<_, TenantRow>(
-        "SELECT id, name, package, status, created_at FROM tenants WHERE id = $1 FOR UPDATE",
+        "SELECT id, name, package, status, created_at, suspended_reason, suspended_at FROM tenants WHERE id = $1 FOR UPDATE",
     )
     .bind(id.0)
     .fetch_optional(conn)
@@ -118,7 +125,7 @@ pub async fn list(
     limit: i64,
 ) -> Result<Vec<Tenant>> {
     sqlx::query_as::<_, TenantRow>(
-        "SELECT id, name, package, status, created_at FROM tenants
+        "SELECT id, name, package, status, created_at, suspended_reason, suspended_at FROM tenants
          WHERE $1::uuid IS NULL OR id > $1 ORDER BY id LIMIT $2",
     )
     .bind(after.map(|t| t.0))
@@ -171,7 +178,7 @@ pub async fn access(
         role: Option<String>,
     }
     let Some(row) = sqlx::query_as::<_, Row>(
-        "SELECT t.id, t.name, t.package, t.status, t.created_at, p.users, p.searches_per_day,
+        "SELECT t.id, t.name, t.package, t.status, t.created_at, t.suspended_reason, t.suspended_at, p.users, p.searches_per_day,
                 p.contacts_per_search, p.api_access, p.concurrent_jobs, p.jobs_per_day,
                 p.import_rows_per_day, m.role
          FROM tenants t JOIN packages p ON p.name = t.package
@@ -194,4 +201,40 @@ pub async fn access(
             .map(|r| parse_stored("memberships.role", r))
             .transpose()?,
     }))
+}
+
+/// Suspend a tenant (nothing is deleted; see `routes/admin_tenants.rs` for
+/// what a suspension holds). False when it already was.
+pub async fn suspend(
+    db: impl PgExecutor<'_>,
+    id: TenantId,
+    reason: &str,
+    by: Option<uuid::Uuid>,
+) -> Result<bool> {
+    Ok(sqlx::query(
+        "UPDATE tenants SET status = 'suspended', suspended_reason = $2, suspended_at = now(),
+                suspended_by = $3
+         WHERE id = $1 AND status = 'active'",
+    )
+    .bind(id.0)
+    .bind(reason)
+    .bind(by)
+    .execute(db)
+    .await?
+    .rows_affected()
+        == 1)
+}
+
+/// Lift a suspension. False when the tenant was not suspended.
+pub async fn unsuspend(db: impl PgExecutor<'_>, id: TenantId) -> Result<bool> {
+    Ok(sqlx::query(
+        "UPDATE tenants SET status = 'active', suspended_reason = NULL, suspended_at = NULL,
+                suspended_by = NULL
+         WHERE id = $1 AND status = 'suspended'",
+    )
+    .bind(id.0)
+    .execute(db)
+    .await?
+    .rows_affected()
+        == 1)
 }

@@ -38,18 +38,23 @@ pub struct TenantView {
     package: PackageName,
     /// `active` or `suspended`.
     status: &'static str,
+    /// Why and since when, while suspended.
+    suspended_reason: Option<String>,
+    suspended_at: Option<DateTime<Utc>>,
     created_at: DateTime<Utc>,
     #[schema(value_type = Object)]
     usage_today: DailyUsage,
 }
 
 impl TenantView {
-    fn new(t: tenants::Tenant, usage_today: DailyUsage) -> Self {
+    pub(crate) fn new(t: tenants::Tenant, usage_today: DailyUsage) -> Self {
         TenantView {
             tenant_id: t.id.0,
             name: t.name,
             package: t.package,
             status: t.status.as_str(),
+            suspended_reason: t.suspended_reason,
+            suspended_at: t.suspended_at,
             created_at: t.created_at,
             usage_today,
         }
@@ -98,7 +103,7 @@ pub struct Revoke {
     reason: String,
 }
 
-fn reason(r: &str) -> Result<&str, ApiError> {
+pub(crate) fn reason(r: &str) -> Result<&str, ApiError> {
     let r = r.trim();
     match r.chars().count() {
         0 => Err(ApiError::field("reason", "must say why")),
@@ -183,7 +188,10 @@ fn billing_error(e: BillingError) -> ApiError {
     }
 }
 
-async fn tenant_view(tx: &mut sqlx::PgConnection, id: TenantId) -> Result<TenantView, ApiError> {
+pub(crate) async fn tenant_view(
+    tx: &mut sqlx::PgConnection,
+    id: TenantId,
+) -> Result<TenantView, ApiError> {
     let t = tenants::get(&mut *tx, id).await?;
     let usage_today = usage::get(&mut *tx, id, Utc::now().date_naive()).await?;
     Ok(TenantView::new(t, usage_today))

@@ -6,6 +6,7 @@ use utoipa_axum::router::OpenApiRouter;
 pub mod admin;
 pub mod admin_corpus;
 pub mod admin_jobs;
+pub mod admin_tenants;
 pub mod api_keys;
 pub mod billing;
 pub mod contacts;
@@ -34,6 +35,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(api_keys::router())
         .merge(usage::router())
         .merge(admin::router())
+        .merge(admin_tenants::router())
         .merge(jobs::router())
         .merge(admin_jobs::router())
         .merge(imports::router())

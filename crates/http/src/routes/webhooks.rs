@@ -8,7 +8,8 @@
 //! and changes nothing). Effects are small writes: INSTALL notes the
 //! Location's company on its connection, UNINSTALL disconnects (tokens
 //! destroyed), Contact* events are recorded, and a create or update starts
-//! a pull a minute later unless one is already waiting (one per burst).
+//! a pull a minute later unless one is already waiting (one per burst);
+//! for a suspended tenant they are recorded and start nothing.
 
 use crate::error::{ApiError, Problem};
 use crate::state::AppState;
@@ -23,6 +24,7 @@ use bizcontacts_queue::args::JobArgs;
 use bizcontacts_queue::ledger::Pending;
 use bizcontacts_store::audit::{self, Actor, NewEvent};
 use bizcontacts_store::crm::{self, Status};
+use bizcontacts_store::tenants::{self, TenantStatus};
 use chrono::Utc;
 use serde::Serialize;
 use serde_json::json;
@@ -146,7 +148,10 @@ async fn apply(
             for (tenant, _) in tenants.iter().filter(|(_, s)| *s == Status::Connected) {
                 crm::record_contact_event(&mut *tx, *tenant, location, kind, contact, &payload)
                     .await?;
-                if kind != "ContactDelete" {
+                // A suspended tenant's events are recorded and start no work.
+                let suspended =
+                    tenants::get(&mut *tx, *tenant).await?.status == TenantStatus::Suspended;
+                if kind != "ContactDelete" && !suspended {
                     pulls.extend(debounced_pull(state, tx, *tenant).await?);
                 }
             }
