@@ -180,16 +180,63 @@ async fn a_burst_of_contact_webhooks_becomes_one_pull_a_minute_later() {
     let wait = pulls[0].1 - now;
     assert!(wait > chrono::Duration::seconds(50) && wait < chrono::Duration::seconds(70));
     assert_eq!(c.app.count("crm_contact_events").await, 6);
+
+    // Suspended (and the waiting pull done with): events are recorded and
+    // start no pull.
+    sqlx::query("UPDATE jobs SET status = 'cancelled' WHERE kind = 'crm_pull'")
+        .execute(&c.app.store.pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE tenants SET status = 'suspended' WHERE id = $1")
+        .bind(c.tenant.0)
+        .execute(&c.app.store.pool)
+        .await
+        .unwrap();
+    let body = serde_json::to_vec(&json!({
+        "type": "ContactCreate", "webhookId": "while-suspended", "timestamp": now.to_rfc3339(),
+        "locationId": "loc-1", "id": "crm-s",
+    }))
+    .unwrap();
+    let res = c
+        .app
+        .client
+        .post(c.app.url("/v1/webhooks/highlevel"))
+        .header("x-ghl-signature", signer.ed(&body))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(c.app.count("crm_contact_events").await, 7);
+    let waiting: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM jobs WHERE kind = 'crm_pull' AND status <> 'cancelled'",
+    )
+    .fetch_one(&c.app.store.pool)
+    .await
+    .unwrap();
+    assert_eq!(waiting, 0, "a suspended tenant's webhook starts no pull");
 }
 
 #[tokio::test]
 async fn the_nightly_tick_starts_one_pull_per_connected_tenant_spread_over_an_hour() {
     let c = setup_with(|_| {}).await;
     connect(&c).await;
-    // A second connected tenant, and a disconnected one.
+    // A second connected tenant, a disconnected one, and a connected but
+    // suspended one (skipped).
     let other = c.app.tenant(bizcontacts_domain::PackageName::Pro).await;
     let gone = c.app.tenant(bizcontacts_domain::PackageName::Pro).await;
-    for (t, status) in [(other, "connected"), (gone, "disconnected")] {
+    let suspended = c.app.tenant(bizcontacts_domain::PackageName::Pro).await;
+    sqlx::query("UPDATE tenants SET status = 'suspended' WHERE id = $1")
+        .bind(suspended.0)
+        .execute(&c.app.store.pool)
+        .await
+        .unwrap();
+    for (t, status) in [
+        (other, "connected"),
+        (gone, "disconnected"),
+        (suspended, "connected"),
+    ] {
         sqlx::query(
             "INSERT INTO crm_connections (tenant_id, method, status, location_id, token_sealed, token_key_id)
              VALUES ($1, 'private_integration', $2, 'loc-x', CASE WHEN $2 = 'connected' THEN '\\x00'::bytea END,

@@ -89,6 +89,8 @@ enum Route {
     StripeWebhook,
     AdminRevokePackage,
     AdminReconcile,
+    AdminSuspend,
+    AdminUnsuspend,
 }
 
 const ROUTES: &[Route] = &[
@@ -155,6 +157,8 @@ const ROUTES: &[Route] = &[
     Route::StripeWebhook,
     Route::AdminRevokePackage,
     Route::AdminReconcile,
+    Route::AdminSuspend,
+    Route::AdminUnsuspend,
 ];
 
 impl Route {
@@ -418,6 +422,16 @@ impl Route {
             Route::AdminReconcile => (
                 Method::POST,
                 "/v1/admin/billing/reconcile",
+                Need::System(P::AdminOperate),
+            ),
+            Route::AdminSuspend => (
+                Method::POST,
+                "/v1/admin/tenants/{tenant_id}/suspend",
+                Need::System(P::AdminOperate),
+            ),
+            Route::AdminUnsuspend => (
+                Method::POST,
+                "/v1/admin/tenants/{tenant_id}/unsuspend",
                 Need::System(P::AdminOperate),
             ),
             Route::CrmPush => (
@@ -816,6 +830,21 @@ impl Ctx<'_> {
                 template.replace("{tenant_id}", &t.to_string()),
                 Some(json!({ "package": "pro" })),
             ),
+            // A tenant of their own each time: the matrix's tenant must stay active.
+            Route::AdminSuspend | Route::AdminUnsuspend => {
+                let fresh = self.app.tenant(PackageName::Pro).await;
+                if matches!(route, Route::AdminUnsuspend) {
+                    sqlx::query("UPDATE tenants SET status = 'suspended' WHERE id = $1")
+                        .bind(fresh.0)
+                        .execute(&self.app.store.pool)
+                        .await
+                        .unwrap();
+                }
+                (
+                    template.replace("{tenant_id}", &fresh.to_string()),
+                    Some(json!({ "reason": "matrix" })),
+                )
+            }
             Route::AdminRevokePackage => {
                 // A manual activation in force, for each caller to end.
                 sqlx::query(
