@@ -20,11 +20,12 @@ mod dedupe_sweep;
 mod import;
 mod import_read;
 mod quota_reset;
+mod retention;
 #[cfg(feature = "test-kinds")]
 mod test_kinds;
 
 use bizcontacts_billing::Billing;
-use bizcontacts_config::DedupeSettings;
+use bizcontacts_config::{DedupeSettings, RetentionSettings};
 use bizcontacts_matching::Thresholds;
 use bizcontacts_queue::handler::Registry;
 use bizcontacts_queue::scheduler::Schedule;
@@ -35,12 +36,18 @@ pub use crm_push::{CrmPushArgs, CrmPushJob, CrmWork, MAX_PUSH};
 pub use dedupe::{DedupeArgs, DedupeJob};
 pub use import::{ImportArgs, ImportJob};
 pub use quota_reset::{QuotaReset, QuotaResetArgs};
+pub use retention::{RetentionArgs, RetentionJob};
 #[cfg(feature = "test-kinds")]
 pub use test_kinds::{FailArgs, NoopArgs, SleepArgs};
 
 /// Every kind this build can run. The CRM kinds need HighLevel and the
 /// secrets keys (`crm`); without them they are left out.
-pub fn registry(dedupe: &DedupeSettings, crm: Option<CrmWork>, billing: Billing) -> Registry {
+pub fn registry(
+    dedupe: &DedupeSettings,
+    crm: Option<CrmWork>,
+    billing: Billing,
+    retention: RetentionSettings,
+) -> Registry {
     let dedupe = DedupeJob {
         thresholds: Thresholds {
             merge: dedupe.merge_score,
@@ -51,6 +58,7 @@ pub fn registry(dedupe: &DedupeSettings, crm: Option<CrmWork>, billing: Billing)
     let registry = Registry::default()
         .with(QuotaReset)
         .with(BillingReconcileJob(billing))
+        .with(RetentionJob(retention))
         .with(ImportJob)
         .with(dedupe);
     let registry = match crm {
@@ -69,6 +77,7 @@ pub fn schedules() -> Vec<Schedule> {
         quota_reset::schedule(),
         crm_pull::schedule(),
         billing_reconcile::schedule(),
+        retention::schedule(),
     ];
     #[cfg(feature = "test-kinds")]
     all.extend(test_kinds::schedule());
@@ -76,11 +85,12 @@ pub fn schedules() -> Vec<Schedule> {
 }
 
 /// Every kind of the product, implemented here or not yet.
-pub const PRODUCT_KINDS: [&str; 6] = [
+pub const PRODUCT_KINDS: [&str; 7] = [
     "import",
     "dedupe",
     "crm_pull",
     "crm_push",
     "quota_reset",
     "billing_reconcile",
+    "retention",
 ];

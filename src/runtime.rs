@@ -182,6 +182,7 @@ pub fn registry(settings: &Settings, redis: &Redis) -> anyhow::Result<Registry> 
         &settings.dedupe,
         Some(crm),
         billing(settings),
+        settings.retention.clone(),
     ))
 }
 

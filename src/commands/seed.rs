@@ -89,8 +89,12 @@ pub async fn run(
     let mut tx = store.pool.begin().await?;
     let outcome = staged_rows::review(&mut tx, import_id, Approve::AllValid, &[], None).await?;
     let redis = runtime::redis(settings).await?;
-    let registry =
-        bizcontacts_jobs::registry(&settings.dedupe, None, crate::runtime::billing(settings));
+    let registry = bizcontacts_jobs::registry(
+        &settings.dedupe,
+        None,
+        crate::runtime::billing(settings),
+        settings.retention.clone(),
+    );
     let ledger = runtime::ledger(settings, &store, &redis, &registry);
     let job = DedupeArgs::batch(import_id).job().tenant(tenant);
     let (enqueued, pending) = ledger.enqueue(&mut tx, job).await?;

@@ -21,6 +21,7 @@ mod invitations;
 mod jobs;
 mod jobs_processes;
 mod permission_matrix;
+mod retention;
 mod search;
 mod secrets;
 mod suspension;

@@ -108,6 +108,7 @@ impl Bench {
             &self.settings.dedupe,
             None,
             bizcontacts::runtime::billing(&self.settings),
+            self.settings.retention.clone(),
         );
         let ledger = runtime::ledger(&self.settings, &self.store, &self.redis, &registry);
         let mut tx = self.store.pool.begin().await?;

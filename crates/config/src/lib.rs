@@ -57,6 +57,7 @@ pub struct Settings {
     pub highlevel: HighLevelSettings,
     pub stripe: StripeSettings,
     pub billing: BillingSettings,
+    pub retention: RetentionSettings,
     pub secrets: SecretsSettings,
 }
 
@@ -93,6 +94,23 @@ pub struct BillingSettings {
     /// (Stripe puts the session id in place of `{CHECKOUT_SESSION_ID}`).
     pub success_url: String,
     pub cancel_url: String,
+}
+
+/// How long records are kept (the `retention` job; finished jobs:
+/// `jobs.retention_days`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct RetentionSettings {
+    pub audit_days: u32,
+    /// Upload bytes of failed or cancelled batches (rows stay).
+    pub uploads_days: u32,
+    /// Rejected staged rows, after their decision.
+    pub rejected_rows_days: u32,
+    /// HighLevel and Stripe webhook records, CRM contact events.
+    pub webhook_days: u32,
+    /// Expired sessions, invitations and OAuth states, after they expired.
+    pub expired_days: u32,
+    /// Rows per delete (each its own transaction).
+    pub chunk_rows: i64,
 }
 
 /// A list of secrets from a YAML list or one comma-separated string (an

@@ -20,6 +20,7 @@ pub mod imports;
 pub mod invitations;
 pub mod matches;
 pub mod packages;
+pub mod retention;
 pub mod search;
 pub mod search_pool;
 pub mod sessions;
