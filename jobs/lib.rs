@@ -17,6 +17,7 @@ mod crm_push;
 mod dedupe;
 mod dedupe_plan;
 mod dedupe_sweep;
+mod export;
 mod import;
 mod import_read;
 mod quota_reset;
@@ -34,6 +35,7 @@ pub use billing_reconcile::{BillingReconcileArgs, BillingReconcileJob};
 pub use crm_pull::{CrmPullArgs, CrmPullJob, DEBOUNCE};
 pub use crm_push::{CrmPushArgs, CrmPushJob, CrmWork, MAX_PUSH};
 pub use dedupe::{DedupeArgs, DedupeJob};
+pub use export::{ExportArgs, ExportJob};
 pub use import::{ImportArgs, ImportJob};
 pub use quota_reset::{QuotaReset, QuotaResetArgs};
 pub use retention::{RetentionArgs, RetentionJob};
@@ -59,6 +61,7 @@ pub fn registry(
         .with(QuotaReset)
         .with(BillingReconcileJob(billing))
         .with(RetentionJob(retention))
+        .with(ExportJob)
         .with(ImportJob)
         .with(dedupe);
     let registry = match crm {
@@ -85,7 +88,7 @@ pub fn schedules() -> Vec<Schedule> {
 }
 
 /// Every kind of the product, implemented here or not yet.
-pub const PRODUCT_KINDS: [&str; 7] = [
+pub const PRODUCT_KINDS: [&str; 8] = [
     "import",
     "dedupe",
     "crm_pull",
@@ -93,4 +96,5 @@ pub const PRODUCT_KINDS: [&str; 7] = [
     "quota_reset",
     "billing_reconcile",
     "retention",
+    "export",
 ];

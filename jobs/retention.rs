@@ -42,7 +42,7 @@ pub struct RetentionJob(pub RetentionSettings);
 
 impl RetentionJob {
     /// Each rule with how many days its records are kept.
-    fn rules(&self) -> [(Rule, u32); 9] {
+    fn rules(&self) -> [(Rule, u32); 10] {
         let s = &self.0;
         [
             (retention::AUDIT, s.audit_days),
@@ -54,6 +54,8 @@ impl RetentionJob {
             (retention::SESSIONS, s.expired_days),
             (retention::INVITATIONS, s.expired_days),
             (retention::OAUTH_STATES, s.expired_days),
+            // Expired exports go at once: their expiry is their retention.
+            (retention::EXPORTS, 0),
         ]
     }
 }

@@ -91,6 +91,8 @@ enum Route {
     AdminReconcile,
     AdminSuspend,
     AdminUnsuspend,
+    StartExport,
+    GetExport,
 }
 
 const ROUTES: &[Route] = &[
@@ -159,6 +161,8 @@ const ROUTES: &[Route] = &[
     Route::AdminReconcile,
     Route::AdminSuspend,
     Route::AdminUnsuspend,
+    Route::StartExport,
+    Route::GetExport,
 ];
 
 impl Route {
@@ -423,6 +427,16 @@ impl Route {
                 Method::POST,
                 "/v1/admin/billing/reconcile",
                 Need::System(P::AdminOperate),
+            ),
+            Route::StartExport => (
+                Method::POST,
+                "/v1/tenants/{tenant_id}/exports",
+                Need::Tenant(P::UsersManage),
+            ),
+            Route::GetExport => (
+                Method::GET,
+                "/v1/tenants/{tenant_id}/exports/{export_id}",
+                Need::Tenant(P::UsersManage),
             ),
             Route::AdminSuspend => (
                 Method::POST,
@@ -830,6 +844,23 @@ impl Ctx<'_> {
                 template.replace("{tenant_id}", &t.to_string()),
                 Some(json!({ "package": "pro" })),
             ),
+            Route::GetExport => {
+                let id = uuid::Uuid::now_v7();
+                sqlx::query(
+                    "INSERT INTO exports (id, tenant_id, expires_at) VALUES ($1, $2, now() + interval '1 day')",
+                )
+                .bind(id)
+                .bind(t.0)
+                .execute(&self.app.store.pool)
+                .await
+                .unwrap();
+                (
+                    template
+                        .replace("{tenant_id}", &t.to_string())
+                        .replace("{export_id}", &id.to_string()),
+                    None,
+                )
+            }
             // A tenant of their own each time: the matrix's tenant must stay active.
             Route::AdminSuspend | Route::AdminUnsuspend => {
                 let fresh = self.app.tenant(PackageName::Pro).await;
@@ -846,18 +877,19 @@ impl Ctx<'_> {
                 )
             }
             Route::AdminRevokePackage => {
-                // A manual activation in force, for each caller to end.
+                // A manual activation in force, on a tenant of its own (ending
+                // it leaves that tenant free).
+                let fresh = self.app.tenant(PackageName::Enterprise).await;
                 sqlx::query(
                     "INSERT INTO tenant_billing (tenant_id, source, manual_package, manual_reason)
-                     VALUES ($1, 'manual', 'enterprise', 'matrix')
-                     ON CONFLICT (tenant_id) DO UPDATE SET manual_package = 'enterprise', manual_until = NULL",
+                     VALUES ($1, 'manual', 'enterprise', 'matrix')",
                 )
-                .bind(t.0)
+                .bind(fresh.0)
                 .execute(&self.app.store.pool)
                 .await
                 .unwrap();
                 (
-                    template.replace("{tenant_id}", &t.to_string()),
+                    template.replace("{tenant_id}", &fresh.to_string()),
                     Some(json!({ "reason": "matrix" })),
                 )
             }

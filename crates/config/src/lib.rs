@@ -111,6 +111,8 @@ pub struct RetentionSettings {
     pub expired_days: u32,
     /// Rows per delete (each its own transaction).
     pub chunk_rows: i64,
+    /// Days a tenant's export stays downloadable.
+    pub export_days: u32,
 }
 
 /// A list of secrets from a YAML list or one comma-separated string (an

@@ -62,6 +62,7 @@ impl Problem {
             StatusCode::NOT_FOUND => "not-found",
             StatusCode::METHOD_NOT_ALLOWED => "method-not-allowed",
             StatusCode::CONFLICT => "conflict",
+            StatusCode::GONE => "gone",
             StatusCode::REQUEST_TIMEOUT => "request-timeout",
             StatusCode::PAYLOAD_TOO_LARGE => "payload-too-large",
             StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported-media-type",
@@ -112,6 +113,9 @@ pub enum ApiError {
     BadRequest(String),
     #[error("{0}")]
     Conflict(String),
+    /// It existed and is gone for good (an expired export): 410.
+    #[error("{0}")]
+    Gone(String),
     #[error("request is invalid")]
     Validation(Vec<FieldError>),
     #[error("{detail}")]
@@ -211,6 +215,7 @@ impl IntoResponse for ApiError {
             }
             ApiError::BadRequest(d) => Problem::new(StatusCode::BAD_REQUEST, d),
             ApiError::Conflict(d) => Problem::new(StatusCode::CONFLICT, d),
+            ApiError::Gone(d) => Problem::new(StatusCode::GONE, d),
             ApiError::Validation(errors) => Problem {
                 errors: serde_json::to_value(errors).ok(),
                 ..Problem::new(

@@ -15,6 +15,7 @@ pub mod crm;
 pub mod crm_pushes;
 pub mod db;
 pub mod error;
+pub mod exports;
 pub mod idempotency;
 pub mod imports;
 pub mod invitations;

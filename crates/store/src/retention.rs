@@ -78,6 +78,14 @@ pub const OAUTH_STATES: Rule = Rule {
     condition: "expires_at < $1",
 };
 
+/// The ZIP bytes of exports that expired before the cutoff (the export's
+/// row stays: a download then says it expired).
+pub const EXPORTS: Rule = Rule {
+    name: "export_chunks",
+    table: "export_chunks",
+    condition: "export_id IN (SELECT id FROM exports WHERE expires_at < $1)",
+};
+
 /// Delete up to `chunk` rows of `rule` older than `cutoff`; returns how many.
 pub async fn delete_chunk(
     db: impl PgExecutor<'_>,

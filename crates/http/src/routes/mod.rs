@@ -12,6 +12,7 @@ pub mod billing;
 pub mod contacts;
 pub mod crm;
 pub mod crm_sync;
+pub mod exports;
 pub mod health;
 pub mod import_matches;
 pub mod import_review;
@@ -48,6 +49,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(crm_sync::router())
         .merge(webhooks::router())
         .merge(billing::router())
+        .merge(exports::router())
         .merge(stripe_webhook::router())
         .merge(admin_corpus::router())
 }
