@@ -22,6 +22,7 @@ mod import;
 mod import_read;
 mod quota_reset;
 mod retention;
+mod tenant_delete;
 #[cfg(feature = "test-kinds")]
 mod test_kinds;
 
@@ -39,6 +40,7 @@ pub use export::{ExportArgs, ExportJob};
 pub use import::{ImportArgs, ImportJob};
 pub use quota_reset::{QuotaReset, QuotaResetArgs};
 pub use retention::{RetentionArgs, RetentionJob};
+pub use tenant_delete::{TenantDeleteArgs, TenantDeleteJob};
 #[cfg(feature = "test-kinds")]
 pub use test_kinds::{FailArgs, NoopArgs, SleepArgs};
 
@@ -62,6 +64,7 @@ pub fn registry(
         .with(BillingReconcileJob(billing))
         .with(RetentionJob(retention))
         .with(ExportJob)
+        .with(TenantDeleteJob)
         .with(ImportJob)
         .with(dedupe);
     let registry = match crm {
@@ -88,7 +91,7 @@ pub fn schedules() -> Vec<Schedule> {
 }
 
 /// Every kind of the product, implemented here or not yet.
-pub const PRODUCT_KINDS: [&str; 8] = [
+pub const PRODUCT_KINDS: [&str; 9] = [
     "import",
     "dedupe",
     "crm_pull",
@@ -97,4 +100,5 @@ pub const PRODUCT_KINDS: [&str; 8] = [
     "billing_reconcile",
     "retention",
     "export",
+    "tenant_delete",
 ];

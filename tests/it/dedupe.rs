@@ -8,7 +8,8 @@ use bizcontacts_domain::{PackageName, SystemRole};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-const HEADER: &str = "company,first name,last name,email,phone,website,city,postcode,country\n";
+pub(crate) const HEADER: &str =
+    "company,first name,last name,email,phone,website,city,postcode,country\n";
 
 impl Imports {
     /// Upload `rows` (CSV lines under [`HEADER`]), wait for staging, approve
@@ -24,7 +25,7 @@ impl Imports {
     }
 
     /// [`Self::approved`], then wait for its dedupe job.
-    async fn merged(&self, rows: &str) -> String {
+    pub(crate) async fn merged(&self, rows: &str) -> String {
         let (id, job) = self.approved(rows).await;
         self.job_done(&job).await;
         id
@@ -58,7 +59,7 @@ impl Imports {
     }
 
     /// The contact of each row of a batch, in row order.
-    async fn links(&self, id: &str) -> Vec<Option<String>> {
+    pub(crate) async fn links(&self, id: &str) -> Vec<Option<String>> {
         let links: Vec<Option<Uuid>> = sqlx::query_scalar(
             "SELECT contact_id FROM staged_rows WHERE import_id = $1::uuid ORDER BY row_number",
         )

@@ -26,3 +26,4 @@ mod retention;
 mod search;
 mod secrets;
 mod suspension;
+mod tenant_delete;

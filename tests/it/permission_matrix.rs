@@ -93,6 +93,8 @@ enum Route {
     AdminUnsuspend,
     StartExport,
     GetExport,
+    AdminDeleteTenant,
+    AdminCancelDelete,
 }
 
 const ROUTES: &[Route] = &[
@@ -163,6 +165,8 @@ const ROUTES: &[Route] = &[
     Route::AdminUnsuspend,
     Route::StartExport,
     Route::GetExport,
+    Route::AdminDeleteTenant,
+    Route::AdminCancelDelete,
 ];
 
 impl Route {
@@ -426,6 +430,16 @@ impl Route {
             Route::AdminReconcile => (
                 Method::POST,
                 "/v1/admin/billing/reconcile",
+                Need::System(P::AdminOperate),
+            ),
+            Route::AdminDeleteTenant => (
+                Method::POST,
+                "/v1/admin/tenants/{tenant_id}/delete",
+                Need::System(P::AdminOperate),
+            ),
+            Route::AdminCancelDelete => (
+                Method::POST,
+                "/v1/admin/tenants/{tenant_id}/delete/cancel",
                 Need::System(P::AdminOperate),
             ),
             Route::StartExport => (
@@ -844,6 +858,34 @@ impl Ctx<'_> {
                 template.replace("{tenant_id}", &t.to_string()),
                 Some(json!({ "package": "pro" })),
             ),
+            // A tenant of their own each time (scheduled for deletion, or to be).
+            Route::AdminDeleteTenant | Route::AdminCancelDelete => {
+                let fresh = self.app.tenant(PackageName::Pro).await;
+                let name: String = sqlx::query_scalar("SELECT name FROM tenants WHERE id = $1")
+                    .bind(fresh.0)
+                    .fetch_one(&self.app.store.pool)
+                    .await
+                    .unwrap();
+                let body = if matches!(route, Route::AdminCancelDelete) {
+                    let job = self.job(None, "queued").await;
+                    sqlx::query(
+                        "UPDATE tenants SET delete_after = now() + interval '30 days', delete_job_id = $2
+                         WHERE id = $1",
+                    )
+                    .bind(fresh.0)
+                    .bind(job)
+                    .execute(&self.app.store.pool)
+                    .await
+                    .unwrap();
+                    json!({ "reason": "matrix" })
+                } else {
+                    json!({ "reason": "matrix", "confirm": name })
+                };
+                (
+                    template.replace("{tenant_id}", &fresh.to_string()),
+                    Some(body),
+                )
+            }
             Route::GetExport => {
                 let id = uuid::Uuid::now_v7();
                 sqlx::query(

@@ -113,6 +113,8 @@ pub struct RetentionSettings {
     pub chunk_rows: i64,
     /// Days a tenant's export stays downloadable.
     pub export_days: u32,
+    /// Days between a tenant's deletion being asked for and its start.
+    pub deletion_grace_days: u32,
 }
 
 /// A list of secrets from a YAML list or one comma-separated string (an

@@ -353,7 +353,7 @@ pub async fn is_quarantined(db: impl PgExecutor<'_>, id: Uuid) -> Result<bool> {
 pub async fn quarantine(
     tx: &mut PgConnection,
     id: Uuid,
-    by: UserId,
+    by: Option<UserId>,
     reason: &str,
 ) -> Result<Option<(usize, u64)>> {
     // The corpus lock first, as dedupe takes it: the other order could deadlock.
@@ -363,7 +363,7 @@ pub async fn quarantine(
          WHERE id = $1 AND quarantined_at IS NULL",
     )
     .bind(id)
-    .bind(by.0)
+    .bind(by.map(|b| b.0))
     .bind(reason)
     .execute(&mut *tx)
     .await?

@@ -27,6 +27,7 @@ pub mod search_pool;
 pub mod sessions;
 pub mod staged_rows;
 pub mod sweeps;
+pub mod tenant_deletion;
 pub mod tenants;
 pub mod usage;
 pub mod users;

@@ -71,7 +71,7 @@ async fn quarantine(
         .map_err(not_found("import"))?;
     let mut tx = state.store.pool.begin().await?;
     let Some((touched, withdrawn)) =
-        imports::quarantine(&mut tx, import.id, scope.principal.user_id, reason).await?
+        imports::quarantine(&mut tx, import.id, Some(scope.principal.user_id), reason).await?
     else {
         return Err(ApiError::Conflict(
             "the import is already quarantined".into(),

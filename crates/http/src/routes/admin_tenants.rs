@@ -11,17 +11,28 @@
 //!   acknowledged and recorded but start no pull.
 //!
 //! `support` reads the state in `GET /v1/admin/tenants`.
+//!
+//! Deleting a tenant: scheduled after `retention.deletion_grace_days`
+//! (cancellable until the `tenant_delete` job starts; what it removes:
+//! `jobs/tenant_delete.rs`). The confirmation must repeat the tenant's
+//! name. Audited under no tenant, so the record outlives the tenant.
 
 use crate::auth::{perm, SystemScope};
+use crate::enqueue::platform_job;
 use crate::error::{not_found, ApiError, Problem};
 use crate::extract::{ApiJson, RequestId};
 use crate::routes::admin::{reason, tenant_view, TenantView};
 use crate::state::AppState;
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::Json;
 use bizcontacts_domain::TenantId;
-use bizcontacts_store::{audit, tenants};
+use bizcontacts_jobs::TenantDeleteArgs;
+use bizcontacts_queue::args::JobArgs;
+use bizcontacts_store::{audit, tenant_deletion, tenants};
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
+use serde::Serialize;
 use serde_json::json;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
@@ -30,6 +41,8 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(suspend))
         .routes(routes!(unsuspend))
+        .routes(routes!(schedule_delete))
+        .routes(routes!(cancel_delete))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -114,5 +127,132 @@ async fn unsuspend(
     if let Err(e) = state.ledger.promote_deferred(&[id.0]).await {
         tracing::warn!(error = %e, "promoting held jobs after unsuspend failed; the relay will");
     }
+    Ok(Json(view))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteRequest {
+    /// Why (audited).
+    reason: String,
+    /// The tenant's name, exactly: a guard against deleting the wrong one.
+    confirm: String,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct DeleteScheduled {
+    job_id: Uuid,
+    /// When the deletion starts (cancellable until then).
+    delete_after: DateTime<Utc>,
+}
+
+/// Schedule a tenant's deletion after the grace period.
+#[utoipa::path(post, path = "/v1/admin/tenants/{tenant_id}/delete", tag = "admin", security(("bearer" = [])),
+    params(("tenant_id" = Uuid, Path)), request_body = DeleteRequest,
+    responses((status = 202, body = DeleteScheduled), (status = 403, body = Problem), (status = 404, body = Problem),
+        (status = 409, body = Problem, description = "already scheduled"), (status = 422, body = Problem)))]
+async fn schedule_delete(
+    State(state): State<AppState>,
+    scope: SystemScope<perm::AdminOperate>,
+    RequestId(request_id): RequestId,
+    Path(tenant_id): Path<Uuid>,
+    ApiJson(req): ApiJson<DeleteRequest>,
+) -> Result<(StatusCode, Json<DeleteScheduled>), ApiError> {
+    let why = reason(&req.reason)?;
+    let id = TenantId(tenant_id);
+    let mut tx = state.store.pool.begin().await?;
+    let tenant = tenants::lock(&mut tx, id)
+        .await
+        .map_err(not_found("tenant"))?;
+    if req.confirm != tenant.name {
+        return Err(ApiError::field(
+            "confirm",
+            "must be the tenant's name, exactly",
+        ));
+    }
+    let scheduled = tenant_deletion::get(&mut *tx, id).await?;
+    if scheduled.and_then(|s| s.delete_after).is_some() {
+        return Err(ApiError::Conflict(
+            "the tenant's deletion is already scheduled".into(),
+        ));
+    }
+    let after = Utc::now() + state.deletion_grace;
+    let job = TenantDeleteArgs { tenant_id: id }.job().after(after);
+    let (job, pending) = platform_job(&state, &mut tx, &scope.principal, job).await?;
+    tenant_deletion::schedule(&mut tx, id, after, why, scope.principal.user_id.0, job.id).await?;
+    audit::record(
+        &mut *tx,
+        scope.principal.event(
+            None,
+            "tenant.deletion_scheduled",
+            ("tenant", id.to_string()),
+            json!({ "tenant_name": tenant.name, "reason": why, "delete_after": after }),
+            request_id.as_deref(),
+        ),
+    )
+    .await?;
+    tx.commit().await?;
+    state.ledger.push(pending).await;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(DeleteScheduled {
+            job_id: job.id,
+            delete_after: after,
+        }),
+    ))
+}
+
+/// Cancel a scheduled deletion (before its job has started).
+#[utoipa::path(post, path = "/v1/admin/tenants/{tenant_id}/delete/cancel", tag = "admin", security(("bearer" = [])),
+    params(("tenant_id" = Uuid, Path)), request_body = Reason,
+    responses((status = 200, body = TenantView), (status = 403, body = Problem), (status = 404, body = Problem),
+        (status = 409, body = Problem, description = "none scheduled, or already under way")))]
+async fn cancel_delete(
+    State(state): State<AppState>,
+    scope: SystemScope<perm::AdminOperate>,
+    RequestId(request_id): RequestId,
+    Path(tenant_id): Path<Uuid>,
+    ApiJson(req): ApiJson<Reason>,
+) -> Result<Json<TenantView>, ApiError> {
+    let why = reason(&req.reason)?;
+    let id = TenantId(tenant_id);
+    let mut tx = state.store.pool.begin().await?;
+    tenants::lock(&mut tx, id)
+        .await
+        .map_err(not_found("tenant"))?;
+    let Some(job) = tenant_deletion::get(&mut *tx, id)
+        .await?
+        .and_then(|s| s.delete_job_id)
+    else {
+        return Err(ApiError::Conflict("no deletion is scheduled".into()));
+    };
+    // Only a job that has not started can be called off.
+    let cancelled = sqlx::query(
+        "UPDATE jobs SET status = 'cancelled', finished_at = now(), waiting_reason = NULL
+         WHERE id = $1 AND status IN ('queued', 'deferred')",
+    )
+    .bind(job)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if cancelled == 0 {
+        return Err(ApiError::Conflict(
+            "the deletion is already under way".into(),
+        ));
+    }
+    tenant_deletion::unschedule(&mut tx, id).await?;
+    audit::record(
+        &mut *tx,
+        scope.principal.event(
+            None,
+            "tenant.deletion_cancelled",
+            ("tenant", id.to_string()),
+            json!({ "reason": why }),
+            request_id.as_deref(),
+        ),
+    )
+    .await?;
+    let view = tenant_view(&mut tx, id).await?;
+    tx.commit().await?;
     Ok(Json(view))
 }
