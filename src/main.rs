@@ -3,6 +3,10 @@
 use bizcontacts::{cli, commands};
 use clap::Parser;
 use std::process::ExitCode;
+
+/// mimalloc rather than glibc malloc: see the workspace manifest.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let tokio = match tokio::runtime::Builder::new_multi_thread()

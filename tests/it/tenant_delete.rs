@@ -194,3 +194,81 @@ async fn a_deleted_tenant_leaves_no_row_and_the_corpus_derived_again() {
     assert_eq!(details["tenant_name"], name);
     assert_eq!(details["import_batches"], 1);
 }
+
+/// kill -9 while the deletion is half-way: the retry finishes it, and
+/// nothing of the other tenant goes.
+#[tokio::test]
+async fn a_deletion_killed_half_way_resumes_and_finishes() {
+    let app =
+        TestApp::spawn_with(TestDb::new().await, |s| s.retention.deletion_grace_days = 0).await;
+    let doomed = app.tenant(PackageName::Pro).await;
+    let survivor = app.tenant(PackageName::Pro).await;
+    let platform = app.system_user(SystemRole::PlatformAdmin).await.token;
+    let name: String = sqlx::query_scalar("SELECT name FROM tenants WHERE id = $1")
+        .bind(doomed.0)
+        .fetch_one(&app.store.pool)
+        .await
+        .unwrap();
+    // 400 batches of 200 staged rows each for the doomed tenant (one batch
+    // a transaction), and one for the survivor.
+    for (tenant, batches) in [(doomed, 400), (survivor, 1)] {
+        sqlx::query(
+            "WITH b AS (
+                 INSERT INTO imports (id, tenant_id, source, status)
+                 SELECT gen_random_uuid(), $1, 'csv', 'staged' FROM generate_series(1, $2)
+                 RETURNING id)
+             INSERT INTO staged_rows (id, import_id, row_number, status, raw, fingerprint, company_name)
+             SELECT gen_random_uuid(), b.id, n, 'valid', '{}', '\\x00', 'Row ' || n
+             FROM b, generate_series(1, 200) n",
+        )
+        .bind(tenant.0)
+        .bind(batches)
+        .execute(&app.store.pool)
+        .await
+        .unwrap();
+    }
+    let res = schedule(&app, &platform, doomed, &name).await;
+    assert_eq!(res.status(), 202);
+    let job: Uuid = res.json::<Value>().await.unwrap()["job_id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let batches = |t: TenantId| {
+        let pool = app.store.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM imports WHERE tenant_id = $1")
+                .bind(t.0)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    let mut worker = app.spawn_worker_process();
+    wait_until(60, "the deletion is under way", || async {
+        batches(doomed).await < 400
+    })
+    .await;
+    worker.0.start_kill().unwrap();
+    worker.0.wait().await.unwrap();
+    let left = batches(doomed).await;
+    assert!(left > 0, "killed half-way (all 400 went before the kill)");
+    assert_eq!(
+        app.count("tenants").await,
+        2,
+        "the tenant row waits for the end"
+    );
+    let _again = app.spawn_worker_process();
+    wait_until(120, "the deletion resumes and succeeds", || async {
+        app.job_status(job).await == "succeeded"
+    })
+    .await;
+    assert_eq!(batches(doomed).await, 0);
+    assert_eq!(batches(survivor).await, 1);
+    assert_eq!(app.count("tenants").await, 1);
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM staged_rows")
+        .fetch_one(&app.store.pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 200, "only the survivor's rows remain");
+}

@@ -34,6 +34,11 @@ mod jobs;
 mod noop;
 mod search;
 
+
+/// The product binary's allocator (the intake runs in this process).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use bizcontacts::runtime;
 use bizcontacts_config::Settings;
 use clap::{Parser, Subcommand};
