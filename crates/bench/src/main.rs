@@ -34,7 +34,6 @@ mod jobs;
 mod noop;
 mod search;
 
-
 /// The product binary's allocator (the intake runs in this process).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
