@@ -84,10 +84,16 @@ async fn submission_is_checked_before_anything_is_written() {
     let admin = app.member(tenant, Role::OrgAdmin).await;
     let path = format!("/v1/tenants/{tenant}/jobs");
     for (body, field, needle) in [
+        // Platform kinds: a tenant cannot start a reconciliation or a deletion.
         (
-            json!({ "kind": "billing_reconcile" }),
+            json!({ "kind": "billing_reconcile", "params": { "at": "2026-12-02T00:00:00Z" } }),
             "kind",
-            "not available",
+            "platform",
+        ),
+        (
+            json!({ "kind": "tenant_delete", "params": { "tenant_id": "01a235a2-82b6-74d6-a8e9-79376c1c3f16" } }),
+            "kind",
+            "platform",
         ),
         (json!({ "kind": "no_such_kind" }), "kind", "not available"),
         (
