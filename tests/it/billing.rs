@@ -553,6 +553,10 @@ async fn only_a_platform_admin_activates_a_package() {
     for (bad, field) in [
         (json!({ "package": "pro", "reason": " " }), "reason"),
         (
+            json!({ "package": "pro", "reason": "nul \u{0} byte" }),
+            "reason",
+        ),
+        (
             json!({ "package": "pro", "reason": "x", "until": "2001-01-01T00:00:00Z" }),
             "until",
         ),

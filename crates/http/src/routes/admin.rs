@@ -103,8 +103,17 @@ pub struct Revoke {
     reason: String,
 }
 
+/// A reason an operator gives (audited, and for a suspension shown to the
+/// tenant): 1 to 500 characters of text, no control characters (Postgres
+/// text cannot hold a NUL, and a reason is one line).
 pub(crate) fn reason(r: &str) -> Result<&str, ApiError> {
     let r = r.trim();
+    if r.chars().any(char::is_control) {
+        return Err(ApiError::field(
+            "reason",
+            "must not contain control characters",
+        ));
+    }
     match r.chars().count() {
         0 => Err(ApiError::field("reason", "must say why")),
         n if n > 500 => Err(ApiError::field("reason", "must be at most 500 characters")),
