@@ -22,7 +22,7 @@ use bizcontacts_domain::Permission;
 use bizcontacts_matching::{distinct_block_ids, Prepared, Thresholds};
 use bizcontacts_queue::args::{JobArgs, Worker};
 use bizcontacts_queue::handler::{JobContext, JobError, RetryPolicy, Starter};
-use bizcontacts_store::{corpus, imports, staged_rows, StoreError};
+use bizcontacts_store::{corpus, erasure, imports, staged_rows, StoreError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -191,7 +191,10 @@ impl DedupeJob {
                 .await
                 .context("loading contacts")?;
 
-            let mut plan = Plan::new(self.thresholds, contacts, hits);
+            let erased = erasure::by_keys(&mut *tx, &keys)
+                .await
+                .context("erased key lookup")?;
+            let mut plan = Plan::new(self.thresholds, contacts, hits).with_erased(erased);
             for ((row, target), prepared) in rows.iter().zip(&targets).zip(prepared) {
                 let excluded: Vec<Uuid> = decisions
                     .get(&row.id)

@@ -31,6 +31,9 @@ pub struct Plan {
     keys: Vec<(BlockId, Uuid)>,
     possible: Vec<(Uuid, Uuid, f32)>,
     created_order: Vec<Uuid>,
+    /// Tombstones of erased contacts by key: a row sharing one waits for a
+    /// reviewer (`bizcontacts_store::erasure`).
+    erased: HashMap<BlockId, Uuid>,
 }
 
 /// Where the plan put a row.
@@ -53,6 +56,7 @@ impl Plan {
             keys: vec![],
             possible: vec![],
             created_order: vec![],
+            erased: HashMap::new(),
         };
         for c in corpus {
             let members = vec![Prepared::new(&c.values.record())];
@@ -74,6 +78,12 @@ impl Plan {
         plan
     }
 
+    /// The erased contacts' keys the chunk's rows may hit.
+    pub fn with_erased(mut self, erased: Vec<(BlockId, Uuid)>) -> Self {
+        self.erased.extend(erased);
+        self
+    }
+
     /// Place one row (`prepared` from its values). `target`: the contact it
     /// must join (a correction, or a reviewer's "same"); `excluded`: contacts
     /// a reviewer said it is not.
@@ -89,6 +99,17 @@ impl Plan {
         if let Some(t) = target.filter(|t| self.contacts.contains_key(t)) {
             self.merge(row, t, prepared, keys, correction);
             return Placed::Merged;
+        }
+        // Someone erased at their request, imported again: a reviewer looks
+        // first (score 0: nothing is left to compare with). A reviewer's
+        // "different" lets the row through.
+        if let Some(erased) = keys
+            .iter()
+            .filter_map(|k| self.erased.get(k))
+            .find(|e| !excluded.contains(e))
+        {
+            self.possible.push((row.id, *erased, 0.0));
+            return Placed::Possible;
         }
         let candidates: BTreeSet<Uuid> = keys
             .iter()

@@ -14,7 +14,7 @@ pub(crate) const HEADER: &str =
 impl Imports {
     /// Upload `rows` (CSV lines under [`HEADER`]), wait for staging, approve
     /// every valid row; returns (import id, dedupe job id).
-    async fn approved(&self, rows: &str) -> (String, String) {
+    pub(crate) async fn approved(&self, rows: &str) -> (String, String) {
         let id = self.accepted(format!("{HEADER}{rows}")).await;
         let view = self.finished(&id).await;
         assert_eq!(view["status"], "staged", "{view}");
@@ -31,7 +31,7 @@ impl Imports {
         id
     }
 
-    async fn job_done(&self, job: &str) {
+    pub(crate) async fn job_done(&self, job: &str) {
         let job: Uuid = job.parse().unwrap();
         for _ in 0..1_200 {
             let (status, attempts, error): (String, i32, Option<String>) =

@@ -95,6 +95,7 @@ enum Route {
     GetExport,
     AdminDeleteTenant,
     AdminCancelDelete,
+    AdminEraseContact,
 }
 
 const ROUTES: &[Route] = &[
@@ -167,6 +168,7 @@ const ROUTES: &[Route] = &[
     Route::GetExport,
     Route::AdminDeleteTenant,
     Route::AdminCancelDelete,
+    Route::AdminEraseContact,
 ];
 
 impl Route {
@@ -431,6 +433,11 @@ impl Route {
                 Method::POST,
                 "/v1/admin/billing/reconcile",
                 Need::System(P::AdminOperate),
+            ),
+            Route::AdminEraseContact => (
+                Method::POST,
+                "/v1/admin/contacts/{contact_id}/erase",
+                Need::System(P::AdminQuarantine),
             ),
             Route::AdminDeleteTenant => (
                 Method::POST,
@@ -858,6 +865,14 @@ impl Ctx<'_> {
                 template.replace("{tenant_id}", &t.to_string()),
                 Some(json!({ "package": "pro" })),
             ),
+            // A contact of its own each time (an erased one stays erased).
+            Route::AdminEraseContact => {
+                let contact = self.contact().await;
+                (
+                    template.replace("{contact_id}", &contact.to_string()),
+                    Some(json!({ "reason": "matrix" })),
+                )
+            }
             // A tenant of their own each time (scheduled for deletion, or to be).
             Route::AdminDeleteTenant | Route::AdminCancelDelete => {
                 let fresh = self.app.tenant(PackageName::Pro).await;

@@ -423,7 +423,7 @@ async fn add_keys(tx: &mut PgConnection, keys: &[(BlockId, Uuid)]) -> Result<()>
 }
 
 /// A row merged into a contact, as rederiving reads it.
-struct Contribution {
+pub(crate) struct Contribution {
     contact: Uuid,
     correction: bool,
     /// Its batch is quarantined: it no longer counts.
@@ -432,7 +432,10 @@ struct Contribution {
 }
 
 /// Every row merged into these contacts, in merge order.
-async fn contributions(tx: &mut PgConnection, ids: &[Uuid]) -> Result<Vec<Contribution>> {
+pub(crate) async fn contributions(
+    tx: &mut PgConnection,
+    ids: &[Uuid],
+) -> Result<Vec<Contribution>> {
     let rows = sqlx::query(&format!(
         "SELECT s.contact_id, i.source = 'correction', i.quarantined_at IS NOT NULL, {}
          FROM staged_rows s JOIN imports i ON i.id = s.import_id
@@ -456,7 +459,7 @@ async fn contributions(tx: &mut PgConnection, ids: &[Uuid]) -> Result<Vec<Contri
 }
 
 /// The keys these rows filed (or would file) for their contact; corrections file none.
-fn keys_of<'a>(rows: impl Iterator<Item = &'a Contribution>) -> Vec<(BlockId, Uuid)> {
+pub(crate) fn keys_of<'a>(rows: impl Iterator<Item = &'a Contribution>) -> Vec<(BlockId, Uuid)> {
     rows.filter(|r| !r.correction)
         .flat_map(|r| {
             Prepared::new(&r.values.record())
@@ -470,7 +473,7 @@ fn keys_of<'a>(rows: impl Iterator<Item = &'a Contribution>) -> Vec<(BlockId, Uu
 /// `contact_keys` has no index by contact (it would double the cost of
 /// filing keys at millions of contacts): keys are removed by recomputing
 /// them from the rows that filed them.
-async fn remove_keys(tx: &mut PgConnection, keys: &[(BlockId, Uuid)]) -> Result<()> {
+pub(crate) async fn remove_keys(tx: &mut PgConnection, keys: &[(BlockId, Uuid)]) -> Result<()> {
     let (k, c): (Vec<BlockId>, Vec<Uuid>) = keys.iter().copied().unzip();
     sqlx::query(
         "DELETE FROM contact_keys c USING UNNEST($1::bigint[], $2::uuid[]) AS t(key, contact_id)

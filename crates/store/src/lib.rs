@@ -14,6 +14,7 @@ pub mod corrections;
 pub mod crm;
 pub mod crm_pushes;
 pub mod db;
+pub mod erasure;
 pub mod error;
 pub mod exports;
 pub mod idempotency;

@@ -12,7 +12,7 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bizcontacts_store::corpus::Values;
-use bizcontacts_store::{audit, imports, matches};
+use bizcontacts_store::{audit, erasure, imports, matches};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -134,6 +134,15 @@ async fn decide(
         .iter()
         .map(|d| (d.row_id, d.contact_id, matches!(d.decision, Decision::Same)))
         .collect();
+    // An erased person cannot be merged back: reject the row instead.
+    let same: Vec<Uuid> = decisions.iter().filter(|d| d.2).map(|d| d.1).collect();
+    let erased = erasure::erased_among(&state.store.pool, &same).await?;
+    if let Some(i) = decisions.iter().position(|d| d.2 && erased.contains(&d.1)) {
+        return Err(ApiError::field(
+            &format!("decisions[{i}].decision"),
+            "this contact was erased at the person's request; it cannot be merged back (say different, or reject the row)",
+        ));
+    }
     let mut tx = state.store.pool.begin().await?;
     let decided = matches::decide(
         &mut tx,

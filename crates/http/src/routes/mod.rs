@@ -5,6 +5,7 @@ use utoipa_axum::router::OpenApiRouter;
 
 pub mod admin;
 pub mod admin_corpus;
+pub mod admin_erasure;
 pub mod admin_jobs;
 pub mod admin_tenants;
 pub mod api_keys;
@@ -52,4 +53,5 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(exports::router())
         .merge(stripe_webhook::router())
         .merge(admin_corpus::router())
+        .merge(admin_erasure::router())
 }
