@@ -139,10 +139,7 @@ async fn set_package(
         return Err(ApiError::field("until", "must be in the future"));
     }
     let id = TenantId(tenant_id);
-    let mut tx = state.store.pool.begin().await?;
-    tenants::lock(&mut tx, id)
-        .await
-        .map_err(not_found("tenant"))?;
+    let (mut tx, _) = lock_tenant(&state, id).await?;
     let cause = admin_cause(&scope, request_id.as_deref());
     sync::activate_manually(&mut tx, id, req.package, req.until, why, cause)
         .await
@@ -166,10 +163,7 @@ async fn revoke_package(
 ) -> Result<Json<TenantView>, ApiError> {
     let why = reason(&req.reason)?;
     let id = TenantId(tenant_id);
-    let mut tx = state.store.pool.begin().await?;
-    tenants::lock(&mut tx, id)
-        .await
-        .map_err(not_found("tenant"))?;
+    let (mut tx, _) = lock_tenant(&state, id).await?;
     let cause = admin_cause(&scope, request_id.as_deref());
     if !sync::revoke_manual(&mut tx, id, why, cause)
         .await
@@ -195,6 +189,19 @@ fn billing_error(e: BillingError) -> ApiError {
         BillingError::Store(e) => e.into(),
         other => ApiError::Internal(other.into()),
     }
+}
+
+/// A transaction holding the tenant's row lock (404 when there is no such
+/// tenant): how every admin change to a tenant starts.
+pub(crate) async fn lock_tenant(
+    state: &AppState,
+    id: TenantId,
+) -> Result<(sqlx::Transaction<'static, sqlx::Postgres>, tenants::Tenant), ApiError> {
+    let mut tx = state.store.pool.begin().await?;
+    let tenant = tenants::lock(&mut tx, id)
+        .await
+        .map_err(not_found("tenant"))?;
+    Ok((tx, tenant))
 }
 
 pub(crate) async fn tenant_view(

@@ -19,9 +19,9 @@
 
 use crate::auth::{perm, SystemScope};
 use crate::enqueue::platform_job;
-use crate::error::{not_found, ApiError, Problem};
+use crate::error::{ApiError, Problem};
 use crate::extract::{ApiJson, RequestId};
-use crate::routes::admin::{reason, tenant_view, TenantView};
+use crate::routes::admin::{lock_tenant, reason, tenant_view, TenantView};
 use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -66,10 +66,7 @@ async fn suspend(
 ) -> Result<Json<TenantView>, ApiError> {
     let why = reason(&req.reason)?;
     let id = TenantId(tenant_id);
-    let mut tx = state.store.pool.begin().await?;
-    tenants::lock(&mut tx, id)
-        .await
-        .map_err(not_found("tenant"))?;
+    let (mut tx, _) = lock_tenant(&state, id).await?;
     if !tenants::suspend(&mut *tx, id, why, Some(scope.principal.user_id.0)).await? {
         return Err(ApiError::Conflict("the tenant is already suspended".into()));
     }
@@ -103,10 +100,7 @@ async fn unsuspend(
 ) -> Result<Json<TenantView>, ApiError> {
     let why = reason(&req.reason)?;
     let id = TenantId(tenant_id);
-    let mut tx = state.store.pool.begin().await?;
-    tenants::lock(&mut tx, id)
-        .await
-        .map_err(not_found("tenant"))?;
+    let (mut tx, _) = lock_tenant(&state, id).await?;
     if !tenants::unsuspend(&mut *tx, id).await? {
         return Err(ApiError::Conflict("the tenant is not suspended".into()));
     }
@@ -160,10 +154,7 @@ async fn schedule_delete(
 ) -> Result<(StatusCode, Json<DeleteScheduled>), ApiError> {
     let why = reason(&req.reason)?;
     let id = TenantId(tenant_id);
-    let mut tx = state.store.pool.begin().await?;
-    let tenant = tenants::lock(&mut tx, id)
-        .await
-        .map_err(not_found("tenant"))?;
+    let (mut tx, tenant) = lock_tenant(&state, id).await?;
     if req.confirm != tenant.name {
         return Err(ApiError::field(
             "confirm",
@@ -216,10 +207,7 @@ async fn cancel_delete(
 ) -> Result<Json<TenantView>, ApiError> {
     let why = reason(&req.reason)?;
     let id = TenantId(tenant_id);
-    let mut tx = state.store.pool.begin().await?;
-    tenants::lock(&mut tx, id)
-        .await
-        .map_err(not_found("tenant"))?;
+    let (mut tx, _) = lock_tenant(&state, id).await?;
     let Some(job) = tenant_deletion::get(&mut *tx, id)
         .await?
         .and_then(|s| s.delete_job_id)
