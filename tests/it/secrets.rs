@@ -1,5 +1,5 @@
 //! Plant a known password and API key (and the CRM's and Stripe's
-//! secrets), use them through the real binary with
+//! secrets), use them, export the tenant's data through the real binary with
 //! debug logging, then look for them everywhere: every log line, every
 //! response (headers and bodies), every text column of the database.
 
@@ -325,6 +325,65 @@ async fn planted_secrets_never_appear_in_clear() {
     )
     .await;
     responses += &record(client.get(format!("{base}/metrics")).send().await.unwrap()).await;
+
+    // The tenant's data export, made by a worker process: every file of the
+    // ZIP, unpacked, joins what is searched.
+    let mut worker = tokio::process::Command::new(BIN)
+        .arg("worker")
+        .envs(env.iter().cloned())
+        .env("BIZCONTACTS__WORKER__HTTP_ADDR", "127.0.0.1:0")
+        .env("RUST_LOG", "debug")
+        .env("BIZCONTACTS__LOG__FORMAT", "json")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let started: serde_json::Value = client
+        .post(format!("{base}/v1/tenants/{tenant}/exports"))
+        .bearer_auth(&session)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let export = format!(
+        "{base}/v1/tenants/{tenant}/exports/{}",
+        started["export_id"].as_str().unwrap()
+    );
+    let mut zip = None;
+    for _ in 0..300 {
+        let res = client
+            .get(&export)
+            .bearer_auth(&session)
+            .send()
+            .await
+            .unwrap();
+        if res.status() == 200 {
+            zip = Some(res.bytes().await.unwrap());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let zip = zip.expect("the export became ready");
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip.to_vec())).unwrap();
+    for i in 0..archive.len() {
+        let mut file = archive.by_index(i).unwrap();
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut file, &mut text).unwrap();
+        responses += &text;
+    }
+    assert!(
+        responses.contains("keeper@example.com"),
+        "the export was read"
+    );
+    worker.start_kill().unwrap();
+    let mut out = worker.stdout.take().unwrap();
+    out.read_to_string(&mut logs).await.unwrap();
+    let mut err = worker.stderr.take().unwrap();
+    err.read_to_string(&mut logs).await.unwrap();
+    let _ = worker.wait().await;
 
     // Stop the server and collect everything it wrote.
     tokio::time::sleep(Duration::from_millis(200)).await;
