@@ -90,7 +90,8 @@ pub fn schedules() -> Vec<Schedule> {
     all
 }
 
-/// Every kind of the product, implemented here or not yet.
+/// Every kind of the product; each has its handler in [`registry`]
+/// (`tests/it/jobs.rs` checks).
 pub const PRODUCT_KINDS: [&str; 9] = [
     "import",
     "dedupe",

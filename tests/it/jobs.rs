@@ -511,3 +511,18 @@ async fn wipe_prefix(app: &TestApp) {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn every_product_kind_has_a_handler_and_a_concurrency() {
+    let app = TestApp::spawn().await;
+    let redis = bizcontacts::runtime::redis(&app.settings).await.unwrap();
+    let registry = bizcontacts::runtime::registry(&app.settings, &redis).unwrap();
+    for kind in bizcontacts_jobs::PRODUCT_KINDS {
+        assert!(registry.get(kind).is_some(), "{kind} has no handler");
+        assert!(
+            app.settings.jobs.concurrency.contains_key(kind),
+            "{kind} has no jobs.concurrency entry: {:?}",
+            app.settings.jobs.concurrency
+        );
+    }
+}
