@@ -152,6 +152,7 @@ pub async fn app_state(
         crm_authorize_url: settings.highlevel.authorize_url.clone(),
         crm_whitelabel_authorize_url: settings.highlevel.whitelabel_authorize_url.clone(),
         billing: billing(settings),
+        worker_heartbeat: Duration::from_secs(settings.jobs.heartbeat_secs),
         deletion_grace: chrono::Duration::days(i64::from(settings.retention.deletion_grace_days)),
         export_ttl: chrono::Duration::days(i64::from(settings.retention.export_days)),
         webhooks: Verifier::new(

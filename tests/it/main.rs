@@ -28,3 +28,4 @@ mod search;
 mod secrets;
 mod suspension;
 mod tenant_delete;
+mod workers;

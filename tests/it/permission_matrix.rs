@@ -96,6 +96,7 @@ enum Route {
     AdminDeleteTenant,
     AdminCancelDelete,
     AdminEraseContact,
+    AdminWorkers,
 }
 
 const ROUTES: &[Route] = &[
@@ -169,6 +170,7 @@ const ROUTES: &[Route] = &[
     Route::AdminDeleteTenant,
     Route::AdminCancelDelete,
     Route::AdminEraseContact,
+    Route::AdminWorkers,
 ];
 
 impl Route {
@@ -433,6 +435,11 @@ impl Route {
                 Method::POST,
                 "/v1/admin/billing/reconcile",
                 Need::System(P::AdminOperate),
+            ),
+            Route::AdminWorkers => (
+                Method::GET,
+                "/v1/admin/workers",
+                Need::System(P::AdminMonitor),
             ),
             Route::AdminEraseContact => (
                 Method::POST,

@@ -44,6 +44,8 @@ pub struct Inner {
     pub uploads_per_tenant: usize,
     /// Sign-in throttling and the bound on concurrent password hashing.
     pub sign_in: crate::throttle::SignInGuard,
+    /// How often workers heartbeat (a worker silent for three is lost).
+    pub worker_heartbeat: Duration,
     /// How long after it is asked for a tenant's deletion starts.
     pub deletion_grace: chrono::Duration,
     /// How long a tenant's export stays downloadable.

@@ -25,6 +25,7 @@ pub mod handler;
 pub mod job;
 pub mod ledger;
 mod metrics;
+pub mod presence;
 mod redis_conn;
 pub mod relay;
 pub mod scheduler;

@@ -13,6 +13,7 @@ use crate::handler::{JobContext, JobError, Registry};
 use crate::job::JobMessage;
 use crate::ledger::Ledger;
 use crate::metrics;
+use crate::presence;
 use crate::relay::{self, RelaySettings};
 use apalis::prelude::*;
 use bizcontacts_domain::TenantId;
@@ -96,10 +97,26 @@ pub async fn run(
         running: Mutex::new(HashSet::new()),
     });
     tracing::info!(worker = %id, kinds = ?registry.kinds().collect::<Vec<_>>(), "worker starting");
+    let kinds: std::collections::BTreeMap<String, usize> = registry
+        .kinds()
+        .map(|k| {
+            let n = config
+                .concurrency
+                .get(k)
+                .copied()
+                .unwrap_or(config.default_concurrency);
+            (k.to_string(), n.max(1))
+        })
+        .collect();
+    if let Err(e) = presence::register(ledger.pool(), &id, &kinds).await {
+        // Presence is for operators; a worker that cannot write it still works.
+        tracing::warn!(error = %e, "could not register the worker's presence");
+    }
 
     let background = CancellationToken::new();
     let heartbeat = tokio::spawn(heartbeat_loop(
         shared.clone(),
+        id.clone(),
         config.lease,
         config.heartbeat,
         background.clone(),
@@ -189,12 +206,16 @@ pub async fn run(
     }
     background.cancel();
     let _ = tokio::join!(heartbeat, relay);
+    if let Err(e) = presence::stopped(ledger.pool(), &id).await {
+        tracing::warn!(error = %e, "could not mark the worker stopped; it will show as lost");
+    }
     tracing::info!(worker = %id, "worker stopped");
     Ok(())
 }
 
 async fn heartbeat_loop(
     shared: Arc<Shared>,
+    id: String,
     lease: Duration,
     every: Duration,
     stop: CancellationToken,
@@ -213,6 +234,9 @@ async fn heartbeat_loop(
             .collect();
         if let Err(e) = claim::renew_leases(&shared.ledger, &runs, lease).await {
             tracing::warn!(error = %e, "lease renewal failed");
+        }
+        if let Err(e) = presence::beat(shared.ledger.pool(), &id, runs.len()).await {
+            tracing::warn!(error = %e, "worker presence heartbeat failed");
         }
     }
 }

@@ -11,6 +11,7 @@ use axum::extract::{Path, State};
 use axum::Json;
 use bizcontacts_domain::TenantId;
 use bizcontacts_queue::ledger::{JobFilter, Stats};
+use bizcontacts_queue::presence::{self, WorkerView};
 use bizcontacts_store::audit;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -24,6 +25,21 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list))
         .routes(routes!(retry))
         .routes(routes!(cancel))
+        .routes(routes!(workers))
+}
+
+/// Worker processes seen in the last day: live ones (heartbeat fresh),
+/// stopped ones (shut down gracefully) and lost ones (heartbeat stale: killed,
+/// or cut off), with their kinds, concurrency and jobs in flight.
+#[utoipa::path(get, path = "/v1/admin/workers", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, body = Vec<WorkerView>), (status = 403, body = Problem)))]
+async fn workers(
+    State(state): State<AppState>,
+    _scope: SystemScope<perm::AdminMonitor>,
+) -> Result<Json<Vec<WorkerView>>, ApiError> {
+    Ok(Json(
+        presence::list(&state.store.pool, state.worker_heartbeat).await?,
+    ))
 }
 
 /// Counts per kind and status, Redis queue depth, running per tenant,
