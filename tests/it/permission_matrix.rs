@@ -97,6 +97,7 @@ enum Route {
     AdminCancelDelete,
     AdminEraseContact,
     AdminWorkers,
+    AdminSchedules,
 }
 
 const ROUTES: &[Route] = &[
@@ -171,6 +172,7 @@ const ROUTES: &[Route] = &[
     Route::AdminCancelDelete,
     Route::AdminEraseContact,
     Route::AdminWorkers,
+    Route::AdminSchedules,
 ];
 
 impl Route {
@@ -435,6 +437,11 @@ impl Route {
                 Method::POST,
                 "/v1/admin/billing/reconcile",
                 Need::System(P::AdminOperate),
+            ),
+            Route::AdminSchedules => (
+                Method::GET,
+                "/v1/admin/schedules",
+                Need::System(P::AdminMonitor),
             ),
             Route::AdminWorkers => (
                 Method::GET,

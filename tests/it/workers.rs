@@ -56,3 +56,39 @@ async fn workers_show_live_stopped_and_lost() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn schedules_show_their_last_tick_and_its_jobs() {
+    let app = TestApp::spawn().await;
+    let support = app.system_user(SystemRole::Support).await.token;
+    let ledger = app.ledger().await;
+    let quota = bizcontacts_jobs::schedules()
+        .into_iter()
+        .find(|s| s.name == "quota_reset")
+        .unwrap();
+    let tick = quota.last_tick(chrono::Utc::now()).unwrap();
+    bizcontacts_queue::scheduler::fire(&ledger, &quota, tick)
+        .await
+        .unwrap();
+    let list = app.get_json("/v1/admin/schedules", &support).await;
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    for name in ["quota_reset", "crm_pull", "billing_reconcile", "retention"] {
+        assert!(names.contains(&name), "{name} in {names:?}");
+    }
+    let q = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "quota_reset")
+        .unwrap();
+    assert_eq!(q["last_tick_jobs"]["queued"], 1, "{q}");
+    let last: chrono::DateTime<chrono::Utc> = q["last_tick"].as_str().unwrap().parse().unwrap();
+    let next: chrono::DateTime<chrono::Utc> = q["next_tick"].as_str().unwrap().parse().unwrap();
+    assert_eq!(last, tick);
+    assert_eq!(next - last, chrono::Duration::days(1));
+}

@@ -7,6 +7,7 @@ pub mod admin;
 pub mod admin_corpus;
 pub mod admin_erasure;
 pub mod admin_jobs;
+pub mod admin_schedules;
 pub mod admin_tenants;
 pub mod api_keys;
 pub mod billing;
@@ -40,6 +41,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(admin_tenants::router())
         .merge(jobs::router())
         .merge(admin_jobs::router())
+        .merge(admin_schedules::router())
         .merge(imports::router())
         .merge(import_review::router())
         .merge(import_matches::router())
