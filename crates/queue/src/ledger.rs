@@ -336,13 +336,7 @@ impl Ledger {
         let job = self.lock(&mut tx, tenant, id).await?;
         match job.status {
             JobStatus::Queued | JobStatus::Deferred => {
-                sqlx::query(
-                    "UPDATE jobs SET status = 'cancelled', finished_at = now(), waiting_reason = NULL,
-                            cancel_requested = true WHERE id = $1",
-                )
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
+                Self::cancel_waiting(&mut tx, id).await?;
             }
             JobStatus::Running => {
                 sqlx::query("UPDATE jobs SET cancel_requested = true WHERE id = $1")
@@ -360,6 +354,21 @@ impl Ledger {
             }
         }
         self.get(tenant, id).await
+    }
+
+    /// Cancel a job that has not started (queued or deferred), in the
+    /// caller's transaction; false when it has started or ended.
+    pub async fn cancel_waiting(tx: &mut PgConnection, id: Uuid) -> Result<bool, LedgerError> {
+        Ok(sqlx::query(
+            "UPDATE jobs SET status = 'cancelled', finished_at = now(), waiting_reason = NULL,
+                    cancel_requested = true
+             WHERE id = $1 AND status IN ('queued', 'deferred')",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1)
     }
 
     /// Platform retry of a failed or dead job: queued again with fresh attempts.

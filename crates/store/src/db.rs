@@ -7,6 +7,16 @@ use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
 use std::str::FromStr;
 use std::time::Duration;
 
+/// `DELETE` of at most `$limit` rows of `table` matching `condition` (by
+/// ctid, so any table, with or without a key): a bounded unit for the
+/// retention and tenant-deletion passes, each its own short transaction.
+pub(crate) fn delete_chunk_sql(table: &str, condition: &str, limit: &str) -> String {
+    format!(
+        "DELETE FROM {table} WHERE ctid = ANY(ARRAY(
+             SELECT ctid FROM {table} WHERE {condition} LIMIT {limit}))"
+    )
+}
+
 /// The workspace's migrations, compiled in.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
 

@@ -93,11 +93,10 @@ pub async fn delete_chunk(
     cutoff: DateTime<Utc>,
     chunk: i64,
 ) -> Result<u64> {
-    Ok(sqlx::query(&format!(
-        "DELETE FROM {table} WHERE ctid = ANY(ARRAY(
-             SELECT ctid FROM {table} WHERE {condition} LIMIT $2))",
-        table = rule.table,
-        condition = rule.condition,
+    Ok(sqlx::query(&crate::db::delete_chunk_sql(
+        rule.table,
+        rule.condition,
+        "$2",
     ))
     .bind(cutoff)
     .bind(chunk)

@@ -104,16 +104,15 @@ pub async fn delete_chunk(
     job: Uuid,
     limit: i64,
 ) -> Result<u64> {
-    Ok(sqlx::query(&format!(
-        "DELETE FROM {table} WHERE ctid = ANY(ARRAY(
-             SELECT ctid FROM {table} WHERE {condition} LIMIT $3))"
-    ))
-    .bind(tenant.0)
-    .bind(job)
-    .bind(limit)
-    .execute(db)
-    .await?
-    .rows_affected())
+    Ok(
+        sqlx::query(&crate::db::delete_chunk_sql(table, condition, "$3"))
+            .bind(tenant.0)
+            .bind(job)
+            .bind(limit)
+            .execute(db)
+            .await?
+            .rows_affected(),
+    )
 }
 
 /// The tenant's members who belong nowhere else and hold no system role:

@@ -104,9 +104,9 @@ pub struct Revoke {
 }
 
 /// A reason an operator gives (audited, and for a suspension shown to the
-/// tenant): 1 to 500 characters of text, no control characters (Postgres
+/// tenant): 1 to `max` characters of text, no control characters (Postgres
 /// text cannot hold a NUL, and a reason is one line).
-pub(crate) fn reason(r: &str) -> Result<&str, ApiError> {
+pub(crate) fn reason(r: &str, max: usize) -> Result<&str, ApiError> {
     let r = r.trim();
     if r.chars().any(char::is_control) {
         return Err(ApiError::field(
@@ -116,10 +116,16 @@ pub(crate) fn reason(r: &str) -> Result<&str, ApiError> {
     }
     match r.chars().count() {
         0 => Err(ApiError::field("reason", "must say why")),
-        n if n > 500 => Err(ApiError::field("reason", "must be at most 500 characters")),
+        n if n > max => Err(ApiError::field(
+            "reason",
+            format!("must be at most {max} characters"),
+        )),
         _ => Ok(r),
     }
 }
+
+/// The longest reason stored beside a tenant (suspension, deletion).
+pub(crate) const REASON_MAX: usize = 500;
 
 /// Manual plan activation (audited): the package holds until `until` or
 /// until revoked, whatever Stripe says meanwhile.
@@ -134,7 +140,7 @@ async fn set_package(
     Path(tenant_id): Path<Uuid>,
     ApiJson(req): ApiJson<SetPackage>,
 ) -> Result<Json<TenantView>, ApiError> {
-    let why = reason(&req.reason)?;
+    let why = reason(&req.reason, REASON_MAX)?;
     if req.until.is_some_and(|u| u <= Utc::now()) {
         return Err(ApiError::field("until", "must be in the future"));
     }
@@ -161,7 +167,7 @@ async fn revoke_package(
     Path(tenant_id): Path<Uuid>,
     ApiJson(req): ApiJson<Revoke>,
 ) -> Result<Json<TenantView>, ApiError> {
-    let why = reason(&req.reason)?;
+    let why = reason(&req.reason, REASON_MAX)?;
     let id = TenantId(tenant_id);
     let (mut tx, _) = lock_tenant(&state, id).await?;
     let cause = admin_cause(&scope, request_id.as_deref());

@@ -6,6 +6,7 @@ use crate::enqueue::platform_job;
 use crate::error::{not_found, ApiError, Problem};
 use crate::extract::{ApiJson, ApiQuery, RequestId};
 use crate::pagination::{Page, PageParams};
+use crate::routes::admin::reason;
 use crate::routes::jobs::JobView;
 use crate::state::AppState;
 use axum::extract::{Path, State};
@@ -62,10 +63,7 @@ async fn quarantine(
     Path(ImportPath { import_id }): Path<ImportPath>,
     ApiJson(req): ApiJson<QuarantineRequest>,
 ) -> Result<Json<Quarantined>, ApiError> {
-    let reason = req.reason.trim();
-    if reason.is_empty() || reason.chars().count() > 2_000 {
-        return Err(ApiError::field("reason", "must be 1 to 2000 characters"));
-    }
+    let reason = reason(&req.reason, 2_000)?;
     let import = imports::get(&state.store.pool, None, import_id)
         .await
         .map_err(not_found("import"))?;

@@ -5,7 +5,7 @@
 use crate::auth::{perm, SystemScope};
 use crate::error::{ApiError, Problem};
 use crate::extract::{ApiJson, RequestId};
-use crate::routes::admin::reason;
+use crate::routes::admin::{reason, REASON_MAX};
 use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::Json;
@@ -45,7 +45,7 @@ async fn erase(
     Path(contact_id): Path<Uuid>,
     ApiJson(req): ApiJson<EraseRequest>,
 ) -> Result<Json<Erased>, ApiError> {
-    let why = reason(&req.reason)?;
+    let why = reason(&req.reason, REASON_MAX)?;
     let mut tx = state.store.pool.begin().await?;
     if !erasure::erase(&mut tx, contact_id).await? {
         return Err(ApiError::NotFound("contact"));

@@ -21,7 +21,7 @@ use crate::auth::{perm, SystemScope};
 use crate::enqueue::platform_job;
 use crate::error::{ApiError, Problem};
 use crate::extract::{ApiJson, RequestId};
-use crate::routes::admin::{lock_tenant, reason, tenant_view, TenantView};
+use crate::routes::admin::{lock_tenant, reason, tenant_view, TenantView, REASON_MAX};
 use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -29,6 +29,7 @@ use axum::Json;
 use bizcontacts_domain::TenantId;
 use bizcontacts_jobs::TenantDeleteArgs;
 use bizcontacts_queue::args::JobArgs;
+use bizcontacts_queue::ledger::Ledger;
 use bizcontacts_store::{audit, tenant_deletion, tenants};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -64,7 +65,7 @@ async fn suspend(
     Path(tenant_id): Path<Uuid>,
     ApiJson(req): ApiJson<Reason>,
 ) -> Result<Json<TenantView>, ApiError> {
-    let why = reason(&req.reason)?;
+    let why = reason(&req.reason, REASON_MAX)?;
     let id = TenantId(tenant_id);
     let (mut tx, _) = lock_tenant(&state, id).await?;
     if !tenants::suspend(&mut *tx, id, why, Some(scope.principal.user_id.0)).await? {
@@ -98,7 +99,7 @@ async fn unsuspend(
     Path(tenant_id): Path<Uuid>,
     ApiJson(req): ApiJson<Reason>,
 ) -> Result<Json<TenantView>, ApiError> {
-    let why = reason(&req.reason)?;
+    let why = reason(&req.reason, REASON_MAX)?;
     let id = TenantId(tenant_id);
     let (mut tx, _) = lock_tenant(&state, id).await?;
     if !tenants::unsuspend(&mut *tx, id).await? {
@@ -152,7 +153,7 @@ async fn schedule_delete(
     Path(tenant_id): Path<Uuid>,
     ApiJson(req): ApiJson<DeleteRequest>,
 ) -> Result<(StatusCode, Json<DeleteScheduled>), ApiError> {
-    let why = reason(&req.reason)?;
+    let why = reason(&req.reason, REASON_MAX)?;
     let id = TenantId(tenant_id);
     let (mut tx, tenant) = lock_tenant(&state, id).await?;
     if req.confirm != tenant.name {
@@ -205,7 +206,7 @@ async fn cancel_delete(
     Path(tenant_id): Path<Uuid>,
     ApiJson(req): ApiJson<Reason>,
 ) -> Result<Json<TenantView>, ApiError> {
-    let why = reason(&req.reason)?;
+    let why = reason(&req.reason, REASON_MAX)?;
     let id = TenantId(tenant_id);
     let (mut tx, _) = lock_tenant(&state, id).await?;
     let Some(job) = tenant_deletion::get(&mut *tx, id)
@@ -215,15 +216,10 @@ async fn cancel_delete(
         return Err(ApiError::Conflict("no deletion is scheduled".into()));
     };
     // Only a job that has not started can be called off.
-    let cancelled = sqlx::query(
-        "UPDATE jobs SET status = 'cancelled', finished_at = now(), waiting_reason = NULL
-         WHERE id = $1 AND status IN ('queued', 'deferred')",
-    )
-    .bind(job)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    if cancelled == 0 {
+    let cancelled = Ledger::cancel_waiting(&mut tx, job)
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    if !cancelled {
         return Err(ApiError::Conflict(
             "the deletion is already under way".into(),
         ));
