@@ -19,7 +19,7 @@ use anyhow::Context;
 use async_trait::async_trait;
 use bizcontacts_domain::batch::Source;
 use bizcontacts_domain::Permission;
-use bizcontacts_matching::{distinct_block_ids, Prepared, Thresholds};
+use bizcontacts_matching::{distinct_block_ids, Matcher, Prepared};
 use bizcontacts_queue::args::{JobArgs, Worker};
 use bizcontacts_queue::handler::{JobContext, JobError, RetryPolicy, Starter};
 use bizcontacts_store::{corpus, erasure, imports, staged_rows, StoreError};
@@ -79,7 +79,9 @@ impl JobArgs for DedupeArgs {
 }
 
 pub struct DedupeJob {
-    pub thresholds: Thresholds,
+    pub matcher: Matcher,
+    /// `dedupe.max_block_size`.
+    pub max_block_size: usize,
     /// Rows (or contacts, when sweeping) per transaction.
     pub chunk: i64,
 }
@@ -102,7 +104,7 @@ impl Worker for DedupeJob {
         }
         match params.import_id {
             Some(id) => self.take_in(ctx, id).await,
-            None => dedupe_sweep::run(ctx, self.thresholds, self.chunk, params.apply).await,
+            None => dedupe_sweep::run(ctx, self, params.apply).await,
         }
     }
 }
@@ -131,6 +133,7 @@ impl DedupeJob {
         }
         let (mut done, mut after) = (0i64, 0i32);
         let (mut merged, mut created, mut waiting) = (0i64, 0i64, 0i64);
+        let mut capped = 0;
         loop {
             ctx.checkpoint().await?;
             let mut tx = pool.begin().await?;
@@ -149,7 +152,7 @@ impl DedupeJob {
             let Some(last) = rows.last() else {
                 ctx.complete_in(&mut tx).await?;
                 tx.commit().await?;
-                tracing::info!(%import_id, merged, created, waiting, "dedupe finished");
+                tracing::info!(%import_id, merged, created, waiting, capped, "dedupe finished");
                 return Ok(());
             };
             after = last.row_number;
@@ -177,7 +180,7 @@ impl DedupeJob {
                 .map(|r| Prepared::new(&r.values.record()))
                 .collect();
             let keys = distinct_block_ids(&prepared);
-            let hits = corpus::by_keys(&mut *tx, &keys)
+            let (hits, over_cap) = corpus::by_keys(&mut *tx, &keys, self.max_block_size)
                 .await
                 .context("key lookup")?;
             let ids: Vec<Uuid> = hits
@@ -194,7 +197,14 @@ impl DedupeJob {
             let erased = erasure::by_keys(&mut *tx, &keys)
                 .await
                 .context("erased key lookup")?;
-            let mut plan = Plan::new(self.thresholds, contacts, hits).with_erased(erased);
+            let mut plan = Plan::new(
+                self.matcher.clone(),
+                self.max_block_size,
+                contacts,
+                hits,
+                over_cap,
+            )
+            .with_erased(erased);
             for ((row, target), prepared) in rows.iter().zip(&targets).zip(prepared) {
                 let excluded: Vec<Uuid> = decisions
                     .get(&row.id)
@@ -211,6 +221,7 @@ impl DedupeJob {
                     Placed::Possible => waiting += 1,
                 }
             }
+            capped += plan.capped();
             corpus::write(&mut tx, import_id, &plan.into_writes())
                 .await
                 .context("writing merges")?;
@@ -221,7 +232,13 @@ impl DedupeJob {
             {
                 corpus::analyze(&pool).await.context("analyze")?;
             }
-            let message = format!("{merged} merged, {created} created, {waiting} for review");
+            // Keys over the cap are counted per chunk: one key met in two
+            // chunks counts twice.
+            let message = format!(
+                "{merged} merged, {created} created, {waiting} for review, \
+                 {capped} blocking keys over the cap of {}",
+                self.max_block_size
+            );
             ctx.progress(done, Some(total), Some(&message)).await?;
         }
     }

@@ -7,9 +7,13 @@
 //! contact. Rows are placed in row order and candidates compared in id
 //! order, with ties going to the lowest id: the same input always gives the
 //! same merges.
+//!
+//! Merges do not chain: a row joins a contact only when no record already
+//! in it strongly disagrees with the row (A = B and B = C with A and C
+//! clearly two people sends C to a reviewer, rather than merging all three).
 
-use bizcontacts_matching::{score, BlockId, Prepared, Thresholds, Verdict};
-use bizcontacts_store::corpus::{ChunkWrites, Contact, PendingRow};
+use bizcontacts_matching::{model, BlockId, Explanation, Matcher, Prepared, Verdict};
+use bizcontacts_store::corpus::{ChunkWrites, Contact, Link, PendingRow, Possible};
 use std::collections::{BTreeSet, HashMap};
 use uuid::Uuid;
 
@@ -23,13 +27,21 @@ struct Working {
     changed: bool,
 }
 
+/// A record of the contact this far below even odds (P < 0.001) is
+/// another person, whatever the others say.
+static VETO: std::sync::LazyLock<f32> = std::sync::LazyLock::new(|| model::weight_of(0.001));
+
 pub struct Plan {
-    thresholds: Thresholds,
+    matcher: Matcher,
+    /// Keys filed under more contacts than this find no candidates.
+    cap: usize,
+    /// Keys skipped for that reason, counted once each.
+    capped: BTreeSet<BlockId>,
     contacts: HashMap<Uuid, Working>,
     index: HashMap<BlockId, BTreeSet<Uuid>>,
-    links: Vec<(Uuid, Uuid, bool)>,
+    links: Vec<Link>,
     keys: Vec<(BlockId, Uuid)>,
-    possible: Vec<(Uuid, Uuid, f32)>,
+    possible: Vec<Possible>,
     created_order: Vec<Uuid>,
     /// Tombstones of erased contacts by key: a row sharing one waits for a
     /// reviewer (`bizcontacts_store::erasure`).
@@ -46,10 +58,19 @@ pub enum Placed {
 }
 
 impl Plan {
-    /// `corpus`: the contacts the chunk may join; `keys`: their (key, id) pairs.
-    pub fn new(thresholds: Thresholds, corpus: Vec<Contact>, keys: Vec<(BlockId, Uuid)>) -> Self {
+    /// `corpus`: the contacts the chunk may join; `keys`: their (key, id)
+    /// pairs; `capped`: keys the lookup found over `cap` and left out.
+    pub fn new(
+        matcher: Matcher,
+        cap: usize,
+        corpus: Vec<Contact>,
+        keys: Vec<(BlockId, Uuid)>,
+        capped: Vec<BlockId>,
+    ) -> Self {
         let mut plan = Plan {
-            thresholds,
+            matcher,
+            cap,
+            capped: capped.into_iter().collect(),
             contacts: HashMap::with_capacity(corpus.len()),
             index: HashMap::with_capacity(keys.len()),
             links: vec![],
@@ -97,7 +118,7 @@ impl Plan {
     ) -> Placed {
         let keys = prepared.block_ids();
         if let Some(t) = target.filter(|t| self.contacts.contains_key(t)) {
-            self.merge(row, t, prepared, keys, correction);
+            self.merge(row, t, prepared, keys, correction, None);
             return Placed::Merged;
         }
         // Someone erased at their request, imported again: a reviewer looks
@@ -108,35 +129,65 @@ impl Plan {
             .filter_map(|k| self.erased.get(k))
             .find(|e| !excluded.contains(e))
         {
-            self.possible.push((row.id, *erased, 0.0));
+            self.possible.push(Possible {
+                row: row.id,
+                contact: *erased,
+                score: 0.0,
+                why: None,
+            });
             return Placed::Possible;
         }
-        let candidates: BTreeSet<Uuid> = keys
-            .iter()
-            .filter_map(|k| self.index.get(k))
-            .flatten()
-            .filter(|id| !excluded.contains(id))
-            .copied()
-            .collect();
-        let mut best: Option<(f32, Uuid)> = None;
+        let mut candidates = BTreeSet::new();
+        for k in &keys {
+            let Some(ids) = self.index.get(k) else {
+                continue;
+            };
+            if ids.len() > self.cap {
+                self.capped.insert(*k);
+                continue;
+            }
+            candidates.extend(ids.iter().filter(|id| !excluded.contains(id)).copied());
+        }
+        let mut best: Option<(f32, Uuid, usize)> = None;
         let mut possible = vec![];
         for id in candidates {
             let w = &self.contacts[&id];
-            let s = w
-                .members
-                .iter()
-                .map(|m| score(&prepared, m))
-                .fold(f32::MIN, f32::max);
-            match self.thresholds.verdict(s) {
-                Verdict::Same if best.is_none_or(|(b, _)| s > b) => best = Some((s, id)),
-                Verdict::Possible => possible.push((row.id, id, s)),
+            let (mut top, mut at, mut worst) = (f32::MIN, 0, f32::MAX);
+            for (i, m) in w.members.iter().enumerate() {
+                let s = self.matcher.score(&prepared, m);
+                if s > top {
+                    (top, at) = (s, i);
+                }
+                worst = worst.min(s);
+            }
+            match self.matcher.verdict(top) {
+                // Some record of the contact says clearly "another person":
+                // a reviewer decides rather than the chain.
+                Verdict::Same if worst < *VETO => possible.push((row.id, id, top, at)),
+                Verdict::Same if best.is_none_or(|(b, _, _)| top > b) => best = Some((top, id, at)),
+                Verdict::Possible => possible.push((row.id, id, top, at)),
                 _ => {}
             }
         }
-        if let Some((_, id)) = best {
-            self.merge(row, id, prepared, keys, correction);
+        if let Some((_, id, at)) = best {
+            let why = self
+                .matcher
+                .explain(&prepared, &self.contacts[&id].members[at]);
+            self.merge(row, id, prepared, keys, correction, Some(why));
             return Placed::Merged;
         }
+        let possible: Vec<_> = possible
+            .into_iter()
+            .map(|(row, contact, score, at)| Possible {
+                row,
+                contact,
+                score,
+                why: Some(
+                    self.matcher
+                        .explain(&prepared, &self.contacts[&contact].members[at]),
+                ),
+            })
+            .collect();
         if !possible.is_empty() {
             self.possible.extend(possible);
             return Placed::Possible;
@@ -159,7 +210,12 @@ impl Plan {
         );
         self.created_order.push(id);
         self.file(id, prepared, keys);
-        self.links.push((row.id, id, true));
+        self.links.push(Link {
+            row: row.id,
+            contact: id,
+            created: true,
+            why: None,
+        });
         Placed::Created
     }
 
@@ -170,6 +226,7 @@ impl Plan {
         prepared: Prepared,
         keys: Vec<BlockId>,
         correction: bool,
+        why: Option<Explanation>,
     ) {
         let w = self.contacts.get_mut(&id).expect("merge target is known");
         let c = &mut w.contact;
@@ -180,7 +237,12 @@ impl Plan {
         if !correction {
             self.file(id, prepared, keys);
         }
-        self.links.push((row.id, id, false));
+        self.links.push(Link {
+            row: row.id,
+            contact: id,
+            created: false,
+            why,
+        });
     }
 
     fn file(&mut self, id: Uuid, prepared: Prepared, keys: Vec<BlockId>) {
@@ -194,6 +256,11 @@ impl Plan {
             .expect("filed contact is known")
             .members
             .push(prepared);
+    }
+
+    /// Keys left out for being over the cap so far.
+    pub fn capped(&self) -> usize {
+        self.capped.len()
     }
 
     /// What to write for the chunk.

@@ -7,19 +7,16 @@
 //! to the lower id, which is derived again, and the other is retired
 //! (`merged_into`). Merging takes the corpus lock like any dedupe chunk.
 
+use crate::dedupe::DedupeJob;
 use anyhow::Context;
-use bizcontacts_matching::{distinct_block_ids, score, BlockId, Prepared, Thresholds, Verdict};
+use bizcontacts_matching::{distinct_block_ids, BlockId, Prepared, Verdict};
 use bizcontacts_queue::handler::{JobContext, JobError};
 use bizcontacts_store::{corpus, sweeps};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use uuid::Uuid;
 
-pub async fn run(
-    ctx: &mut JobContext,
-    thresholds: Thresholds,
-    chunk: i64,
-    apply: bool,
-) -> Result<(), JobError> {
+pub async fn run(ctx: &mut JobContext, job: &DedupeJob, apply: bool) -> Result<(), JobError> {
+    let (matcher, chunk) = (&job.matcher, job.chunk);
     let pool = ctx.pool().clone();
     let mut state = sweeps::start(&pool, ctx.job_id, apply)
         .await
@@ -51,7 +48,7 @@ pub async fn run(
             .map(|c| (c.id, Prepared::new(&c.values.record())))
             .collect();
         let keys = distinct_block_ids(prepared.iter().map(|(_, p)| p));
-        let hits = corpus::by_keys(&mut *tx, &keys)
+        let (hits, _) = corpus::by_keys(&mut *tx, &keys, job.max_block_size)
             .await
             .context("key lookup")?;
         let mut by_key: HashMap<BlockId, Vec<Uuid>> = HashMap::new();
@@ -84,8 +81,8 @@ pub async fn run(
                 .collect();
             for b in candidates {
                 let Some(pb) = loaded.get(&b) else { continue };
-                let s = score(pa, pb);
-                match thresholds.verdict(s) {
+                let s = matcher.score(pa, pb);
+                match matcher.verdict(s) {
                     Verdict::Different => {}
                     v => found.push((*a, b, s, apply && v == Verdict::Same)),
                 }

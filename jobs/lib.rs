@@ -28,7 +28,7 @@ mod test_kinds;
 
 use bizcontacts_billing::Billing;
 use bizcontacts_config::{DedupeSettings, RetentionSettings};
-use bizcontacts_matching::Thresholds;
+use bizcontacts_matching::{Matcher, Thresholds};
 use bizcontacts_queue::handler::Registry;
 use bizcontacts_queue::scheduler::Schedule;
 
@@ -52,11 +52,13 @@ pub fn registry(
     billing: Billing,
     retention: RetentionSettings,
 ) -> Registry {
+    let model = dedupe.model.clone().unwrap_or_default();
     let dedupe = DedupeJob {
-        thresholds: Thresholds {
-            merge: dedupe.merge_score,
-            possible: dedupe.possible_score,
-        },
+        matcher: Matcher::new(
+            &model,
+            Thresholds::from_probabilities(dedupe.merge_probability, dedupe.possible_probability),
+        ),
+        max_block_size: dedupe.max_block_size,
         chunk: dedupe.chunk_rows.max(1),
     };
     let registry = Registry::default()

@@ -232,13 +232,17 @@ async fn two_rows_of_one_contact_in_one_batch_make_one_contact() {
 async fn possible_matches_wait_for_a_reviewer_who_decides() {
     let t = Imports::new(PackageName::Pro).await;
     let _worker = t.app.worker().await;
-    t.merged("Delta Widgets GmbH,,,info@delta.example,,,Berlin,,DE\nOmega Tools,,,o@omega.example,,,Bonn,,DE\n")
-        .await;
-    // Same name and city, nothing else to compare: possible, not certain.
+    t.merged(
+        "Delta Widgets GmbH,,,info@delta.example,+49 30 2222222,delta.example,Berlin,,DE\n\
+         Omega Tools,,,o@omega.example,+49 228 999999,omega.example,Bonn,,DE\n",
+    )
+    .await;
+    // The same name in the same city, with another phone and another
+    // website: possible, not certain.
     let (id, job) = t
         .approved(
-            "DELTA WIDGETS,,,,+49 30 901820,,Berlin,,DE\n\
-             Omega Tools AG,,,,+49 228 123456,,Bonn,,DE\n",
+            "DELTA WIDGETS,,,,+49 30 901820,deltawidgets.example,Berlin,,DE\n\
+             Omega Tools AG,,,,+49 228 123456,omega-tools.example,Bonn,,DE\n",
         )
         .await;
     t.job_done(&job).await;
@@ -252,7 +256,30 @@ async fn possible_matches_wait_for_a_reviewer_who_decides() {
     let first = page["items"][0].clone();
     assert_eq!(first["row"]["company_name"], "DELTA WIDGETS");
     assert_eq!(first["contact"]["company_name"], "Delta Widgets GmbH");
-    assert!(first["score"].as_f64().unwrap() >= 3.0 && first["score"].as_f64().unwrap() < 6.0);
+    // The weight in bits, between the thresholds, and why: name and city
+    // agree, phone and website do not.
+    let why = &first["explanation"];
+    let p = why["probability"].as_f64().unwrap();
+    assert!((0.5..0.95).contains(&p), "{why}");
+    assert!((first["score"].as_f64().unwrap() - why["weight"].as_f64().unwrap()).abs() < 1e-3);
+    let level = |field: &str| {
+        why["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["field"] == field)
+            .map(|f| {
+                (
+                    f["level"].as_str().unwrap().to_string(),
+                    f["bits"].as_f64().unwrap(),
+                )
+            })
+            .unwrap()
+    };
+    assert_eq!(level("company_name").0, "exact");
+    assert!(level("company_name").1 > 0.0);
+    assert_eq!(level("city").0, "exact");
+    assert!(level("phone").1 < 0.0 && level("domain").1 < 0.0);
     let second = t
         .get(&format!(
             "/{id}/matches?cursor={}",
@@ -609,8 +636,8 @@ async fn a_sweep_reports_candidates_and_merges_only_when_asked() {
     // Intake that never merges nor asks: every row becomes a contact.
     let mut app = TestApp::spawn().await;
     let defaults = app.settings.dedupe.clone();
-    app.settings.dedupe.merge_score = 100.0;
-    app.settings.dedupe.possible_score = 99.0;
+    app.settings.dedupe.merge_probability = 1.0 - 1e-15;
+    app.settings.dedupe.possible_probability = 1.0 - 2e-15;
     let t = Imports::on(app, PackageName::Pro).await;
     {
         let _worker = t.app.worker().await;

@@ -158,6 +158,132 @@ impl Entity {
         }
         r
     }
+
+    /// The record as a careless source wrote it ([`Mode::Hard`]): the noise
+    /// of person-and-address data, where most duplicates share no exact
+    /// email or website, and a stated share no exact key at all.
+    pub fn hard_variant(&self, rng: &mut Rng) -> Vec<String> {
+        let mut r = self.record();
+        let p = |rng: &mut Rng, pct: u64| rng.below(100) < pct;
+        let legal = LEGAL[self.legal].1;
+        if p(rng, 40) {
+            r[0] = format!(
+                "{} {}",
+                self.company,
+                legal[rng.below(legal.len() as u64) as usize]
+            );
+            r[0] = r[0].trim().replace(" ,", ",");
+        }
+        if p(rng, 10) {
+            r[0] = edits(rng, &r[0], 1);
+        }
+        // Names, street, suburb: one edit in 25%, two in 8%.
+        for (field, pct) in [(1, 100), (2, 100), (6, 100), (7, 60)] {
+            let n = match rng.below(100) * 100 / pct {
+                0..25 => 1,
+                25..33 => 2,
+                _ => 0,
+            };
+            r[field] = edits(rng, &r[field], n);
+        }
+        if p(rng, 10) {
+            r.swap(1, 2);
+        }
+        if p(rng, 20) {
+            r[6] = r[6].replace(" Street", " St");
+        }
+        if p(rng, 15) {
+            r[8] = edits_digits(rng, &r[8]);
+        }
+        // Keys: a third of the duplicates share none (no email, no website,
+        // the phone with two digits transposed); the rest keep the phone
+        // (85%; transposed otherwise) and lose email and website half the time.
+        let keyless = p(rng, 33);
+        if keyless || p(rng, 15) {
+            r[4] = transpose_digits(rng, &r[4]);
+        }
+        if keyless || p(rng, 50) {
+            r[3].clear();
+        }
+        if keyless || p(rng, 50) {
+            r[5].clear();
+        }
+        // Missing values.
+        for (field, pct) in [(1, 5), (2, 5), (6, 10), (8, 10)] {
+            if p(rng, pct) {
+                r[field].clear();
+            }
+        }
+        r
+    }
+}
+
+/// `n` random single-character edits (insert, delete, replace or swap two
+/// neighbours) inside the letters of `s`, as people and OCR make them.
+fn edits(rng: &mut Rng, s: &str, n: usize) -> String {
+    let mut chars: Vec<char> = s.chars().collect();
+    for _ in 0..n {
+        let letters: Vec<usize> = (1..chars.len().saturating_sub(1))
+            .filter(|&i| chars[i].is_alphabetic() && chars[i + 1].is_alphabetic())
+            .collect();
+        if letters.is_empty() {
+            break;
+        }
+        let i = letters[rng.below(letters.len() as u64) as usize];
+        let letter = (b'a' + rng.below(26) as u8) as char;
+        match rng.below(4) {
+            0 => chars.swap(i, i + 1),
+            1 => chars.insert(i, letter),
+            2 => {
+                chars.remove(i);
+            }
+            _ => chars[i] = letter,
+        }
+    }
+    chars.into_iter().collect()
+}
+
+/// One digit of a code replaced.
+fn edits_digits(rng: &mut Rng, s: &str) -> String {
+    let mut chars: Vec<char> = s.chars().collect();
+    let digits: Vec<usize> = (0..chars.len())
+        .filter(|&i| chars[i].is_ascii_digit())
+        .collect();
+    if let Some(&i) = digits.get(rng.below(digits.len().max(1) as u64) as usize) {
+        chars[i] = char::from(b'0' + ((chars[i] as u8 - b'0' + 1 + rng.below(9) as u8) % 10));
+    }
+    chars.into_iter().collect()
+}
+
+/// Two different neighbouring digits of the subscriber number swapped
+/// (the last four digits, so the number stays valid for its country).
+fn transpose_digits(rng: &mut Rng, s: &str) -> String {
+    let mut chars: Vec<char> = s.chars().collect();
+    let digits: Vec<usize> = (0..chars.len())
+        .filter(|&i| chars[i].is_ascii_digit())
+        .collect();
+    let tail = &digits[digits.len().saturating_sub(4)..];
+    let pairs: Vec<(usize, usize)> = tail
+        .windows(2)
+        .map(|w| (w[0], w[1]))
+        .filter(|&(a, b)| chars[a] != chars[b])
+        .collect();
+    if pairs.is_empty() {
+        return edits_digits(rng, s);
+    }
+    let (a, b) = pairs[rng.below(pairs.len() as u64) as usize];
+    chars.swap(a, b);
+    chars.into_iter().collect()
+}
+
+/// How `bench dedupe-quality` writes duplicates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// [`Entity::variant`]: most duplicates keep an exact key.
+    Classic,
+    /// [`Entity::hard_variant`]: typos in names and address, a third of the
+    /// duplicates with no exact key.
+    Hard,
 }
 
 /// One adjacent transposition, or one letter replaced.
@@ -186,7 +312,7 @@ pub struct Labelled {
 
 /// `n` entities (5% branches and 5% colleagues of another), each imported
 /// once; 25% get one more record, 8% two, 2% three, as variants.
-pub fn labelled(n: usize, seed: u64) -> Labelled {
+pub fn labelled(n: usize, seed: u64, mode: Mode) -> Labelled {
     let mut rng = Rng(seed);
     let mut entities: Vec<Entity> = Vec::with_capacity(n);
     for i in 0..n {
@@ -213,7 +339,13 @@ pub fn labelled(n: usize, seed: u64) -> Labelled {
             _ => 0,
         };
         for _ in 0..extra {
-            records.push((i, e.variant(&mut rng)));
+            records.push((
+                i,
+                match mode {
+                    Mode::Classic => e.variant(&mut rng),
+                    Mode::Hard => e.hard_variant(&mut rng),
+                },
+            ));
         }
     }
     // Fisher-Yates: duplicates arrive in any order, before their original too.

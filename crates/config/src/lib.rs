@@ -37,6 +37,8 @@ pub enum ConfigError {
     UnknownEnvironment(String),
     #[error("invalid configuration: {0}")]
     Invalid(#[from] config::ConfigError),
+    #[error("invalid configuration: {0}")]
+    Value(String),
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -175,13 +177,22 @@ pub struct SecretsSettings {
     pub previous_encryption_keys: SecretString,
 }
 
-/// Matching thresholds and chunking of the dedupe job (crates/matching).
+/// Matching model, thresholds and chunking of the dedupe job (crates/matching).
 #[derive(Debug, Clone, Deserialize)]
 pub struct DedupeSettings {
-    /// Pair score at or above which two records are merged without asking.
-    pub merge_score: f32,
-    /// Pair score at or above which (below `merge_score`) a reviewer decides.
-    pub possible_score: f32,
+    /// Match probability at or above which two records are merged without asking.
+    pub merge_probability: f64,
+    /// Match probability at or above which (below `merge_probability`) a
+    /// reviewer decides.
+    pub possible_probability: f64,
+    /// A blocking key shared by more contacts than this finds no candidates
+    /// (a shared switchboard, a common name in a big postcode): comparing
+    /// with all of them would cost more than it could find.
+    pub max_block_size: usize,
+    /// m/u parameters from `bizcontacts-bench dedupe-train`; none: the
+    /// built-in estimate (`crates/matching/src/model.rs`).
+    #[serde(default)]
+    pub model: Option<bizcontacts_matching::Model>,
     /// Rows (or contacts, when sweeping) per transaction.
     pub chunk_rows: i64,
 }
@@ -351,7 +362,29 @@ impl Settings {
             .set_override_option("database.url", var("DATABASE_URL"))?
             .set_override_option("redis.url", var("REDIS_URL"))?
             .set_override_option("http.addr", var("BIZCONTACTS_HTTP_ADDR"))?;
-        Ok(builder.build()?.try_deserialize()?)
+        let settings: Settings = builder.build()?.try_deserialize()?;
+        settings.check()?;
+        Ok(settings)
+    }
+
+    /// What deserializing alone cannot refuse.
+    fn check(&self) -> Result<(), ConfigError> {
+        let d = &self.dedupe;
+        let unit = |p: f64| p > 0.0 && p < 1.0;
+        if !unit(d.merge_probability)
+            || !unit(d.possible_probability)
+            || d.possible_probability > d.merge_probability
+        {
+            return Err(ConfigError::Value(
+                "dedupe: 0 < possible_probability <= merge_probability < 1".into(),
+            ));
+        }
+        if let Some(model) = &d.model {
+            model
+                .check()
+                .map_err(|e| ConfigError::Value(format!("dedupe.model: {e}")))?;
+        }
+        Ok(())
     }
 
     /// Where HighLevel sends the browser back after consent.

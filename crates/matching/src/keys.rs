@@ -133,6 +133,54 @@ pub fn person_key(first: Option<&str>, last: Option<&str>) -> String {
     words.join(" ")
 }
 
+/// Street types as most sources abbreviate them.
+const STREET_TYPES: &[(&str, &str)] = &[
+    ("street", "st"),
+    ("road", "rd"),
+    ("avenue", "ave"),
+    ("av", "ave"),
+    ("drive", "dr"),
+    ("place", "pl"),
+    ("lane", "ln"),
+    ("court", "ct"),
+    ("crescent", "cres"),
+    ("boulevard", "blvd"),
+    ("square", "sq"),
+    ("terrace", "tce"),
+    ("circuit", "cct"),
+    ("highway", "hwy"),
+    ("strasse", "str"),
+];
+
+/// An address for comparison: [`simple_key`] with street types abbreviated.
+pub(crate) fn address_key(address: &str) -> String {
+    simple_key(address)
+        .split(' ')
+        .map(|w| {
+            STREET_TYPES
+                .iter()
+                .find(|(long, _)| *long == w)
+                .map_or(w, |(_, short)| short)
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The Double Metaphone code of a name's first word: names that sound
+/// alike ("Smith", "Smyth", "Schmidt") share it, as most one-letter typos do.
+pub(crate) fn sound(name: &str) -> String {
+    use std::sync::OnceLock;
+    static ENCODER: OnceLock<rphonetic::DoubleMetaphone> = OnceLock::new();
+    let word = name.split(' ').next().unwrap_or("");
+    if word.is_empty() {
+        return String::new();
+    }
+    ENCODER
+        .get_or_init(rphonetic::DoubleMetaphone::default)
+        .double_metaphone(word)
+        .primary()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,6 +204,17 @@ mod tests {
         assert_eq!(company_key("AB Foods Ltd"), "ab foods");
         // A name that is only a legal form keeps it rather than vanish.
         assert_eq!(company_key("Limited"), "limited");
+    }
+
+    #[test]
+    fn typos_that_keep_the_sound_keep_the_code() {
+        assert_eq!(sound("smith"), sound("smyth"));
+        assert_eq!(sound("catherine"), sound("kathryn"));
+        assert_eq!(sound(""), "");
+        assert_eq!(
+            address_key("12 Station Street"),
+            address_key("12 station st.")
+        );
     }
 
     #[test]

@@ -1,21 +1,31 @@
 //! Record linkage for the governed corpus, kept free of I/O so it can be
 //! tested and measured on its own.
 //!
-//! Matching has two steps, as in every production entity-resolution system:
+//! Matching has three steps, as in every production entity-resolution system:
 //! 1. **Blocking** ([`Prepared::blocking_keys`]): a record only meets the
-//!    records that share one of its keys (email, E.164 phone, website
-//!    domain, company name with city or postcode, person with company), so the
-//!    work grows with the candidates, not with the corpus.
-//! 2. **Scoring** ([`score`]): a Fellegi-Sunter style sum of evidence per field
-//!    (agreement adds, disagreement subtracts, a missing value says nothing),
-//!    then [`Thresholds::verdict`]: same, possible (a reviewer decides) or
-//!    different.
+//!    records that share one of its keys, so the work grows with the
+//!    candidates, not with the corpus. Exact keys (email, E.164 phone,
+//!    website domain, company with city or postcode) and keys that survive
+//!    typos (Double Metaphone codes of names with postcode, city prefix or
+//!    house number; the phone with its last four digits sorted, for
+//!    transposed digits).
+//! 2. **Comparison** ([`compare`]): per field, the level two values reach
+//!    (exact, Jaro-Winkler bands, one edit, different, missing).
+//! 3. **Scoring** ([`model`]): Fellegi-Sunter weights log2(m/u) per level,
+//!    read as P(same business) x P(same person), then
+//!    [`Thresholds::verdict`]: same, possible (a reviewer decides) or
+//!    different. m and u are estimated from data ([`train`]).
 
+pub mod compare;
 mod keys;
+pub mod model;
 mod score;
+pub mod train;
 
+pub use compare::{compare, Field, Gamma};
 pub use keys::{company_key, person_key, simple_key};
-pub use score::{score, Thresholds, Verdict};
+pub use model::{probability, Explanation, Model};
+pub use score::{Matcher, Thresholds, Verdict};
 
 /// The values of a contact or a staged row that matching looks at, already
 /// normalized by the domain layer (E.164 phone, registrable domain, ...).
@@ -40,11 +50,17 @@ pub struct Prepared {
     pub company: String,
     /// First and last name tokens, sorted (so swapped names still agree).
     pub person: String,
+    pub first: String,
+    pub last: String,
     pub email: String,
     pub phone: String,
     /// Website domain; empty for hosts many companies share (gmail.com, ...).
     pub domain: String,
+    /// House number and street, street types abbreviated ("Street" = "St").
     pub address: String,
+    /// The address's leading number, and the rest.
+    pub house: String,
+    pub street: String,
     pub city: String,
     pub postcode: String,
     pub country: String,
@@ -59,7 +75,22 @@ impl Prepared {
             .map(str::to_ascii_lowercase)
             .filter(|d| !keys::is_shared_host(d))
             .unwrap_or_default();
+        let address = r
+            .address
+            .as_deref()
+            .map(keys::address_key)
+            .unwrap_or_default();
+        let (house, street) = match address.split_once(' ') {
+            Some((h, rest)) if h.starts_with(|c: char| c.is_ascii_digit()) => {
+                (h.to_string(), rest.to_string())
+            }
+            _ => (String::new(), address.clone()),
+        };
         Self {
+            first: s(&r.first_name),
+            last: s(&r.last_name),
+            house,
+            street,
             company: r
                 .company_name
                 .as_deref()
@@ -73,7 +104,7 @@ impl Prepared {
                 .unwrap_or_default(),
             phone: r.phone.clone().unwrap_or_default(),
             domain,
-            address: s(&r.address),
+            address,
             city: s(&r.city),
             postcode: r
                 .postcode
@@ -116,7 +147,40 @@ impl Prepared {
         if !self.person.is_empty() && !self.address.is_empty() {
             keys.push(format!("a:{}|{}", self.person, self.address));
         }
+        self.typo_keys(&mut keys);
         keys
+    }
+
+    /// Keys two records still share when one has a typo or two: each leaves
+    /// out or blurs a different field, so one error spoils only some of them.
+    fn typo_keys(&self, keys: &mut Vec<String>) {
+        let digits: Vec<char> = self.phone.chars().filter(char::is_ascii_digit).collect();
+        if digits.len() >= 8 {
+            let (head, tail) = digits.split_at(digits.len() - 4);
+            let mut tail = tail.to_vec();
+            tail.sort_unstable();
+            keys.push(format!(
+                "q:{}|{}",
+                head.iter().collect::<String>(),
+                tail.iter().collect::<String>()
+            ));
+        }
+        let (first, last) = (keys::sound(&self.first), keys::sound(&self.last));
+        let city: String = self.city.chars().take(3).collect();
+        if !last.is_empty() && !self.postcode.is_empty() {
+            keys.push(format!("ml:{last}|{}", self.postcode));
+        }
+        if !first.is_empty() && !last.is_empty() {
+            if !city.is_empty() {
+                keys.push(format!("mf:{first}|{last}|{city}"));
+            }
+            if !self.house.is_empty() {
+                keys.push(format!("ms:{first}|{last}|{}", self.house));
+            }
+        }
+        if !self.house.is_empty() && !self.postcode.is_empty() {
+            keys.push(format!("mh:{}|{}", self.house, self.postcode));
+        }
     }
 
     /// [`Self::blocking_keys`] as stored and looked up: 64-bit hashes. A

@@ -17,7 +17,7 @@
 use crate::{Result, StoreError};
 use bizcontacts_domain::contact::{Column, COLUMN_COUNT, COLUMN_NAMES};
 use bizcontacts_domain::locks::{self, AdvisoryLock};
-use bizcontacts_matching::{BlockId, Prepared, Record};
+use bizcontacts_matching::{BlockId, Explanation, Prepared, Record};
 use sqlx::{PgConnection, PgExecutor, Row};
 use std::collections::HashMap;
 use uuid::Uuid;
@@ -178,14 +178,38 @@ pub async fn load(db: impl PgExecutor<'_>, ids: &[Uuid]) -> Result<Vec<Contact>>
         .collect()
 }
 
-/// The active contacts filed under any of `keys`, as (key, contact) pairs.
-pub async fn by_keys(db: impl PgExecutor<'_>, keys: &[BlockId]) -> Result<Vec<(BlockId, Uuid)>> {
-    Ok(
-        sqlx::query_as("SELECT key, contact_id FROM contact_keys WHERE key = ANY($1)")
-            .bind(keys)
-            .fetch_all(db)
-            .await?,
+/// The contacts filed under any of `keys`, as (key, contact) pairs, and
+/// the keys filed under more than `cap` contacts, which are left out: each
+/// key reads at most `cap + 1` index entries, so a key every contact shares
+/// costs no more than a rare one.
+pub async fn by_keys(
+    db: impl PgExecutor<'_>,
+    keys: &[BlockId],
+    cap: usize,
+) -> Result<(Vec<(BlockId, Uuid)>, Vec<BlockId>)> {
+    let hits: Vec<(BlockId, Uuid)> = sqlx::query_as(
+        "SELECT k.key, c.contact_id FROM UNNEST($1::bigint[]) AS k(key)
+         CROSS JOIN LATERAL (SELECT contact_id FROM contact_keys WHERE key = k.key LIMIT $2) c",
     )
+    .bind(keys)
+    .bind(cap as i64 + 1)
+    .fetch_all(db)
+    .await?;
+    let mut per_key: HashMap<BlockId, usize> = HashMap::new();
+    for (k, _) in &hits {
+        *per_key.entry(*k).or_default() += 1;
+    }
+    let mut capped: Vec<BlockId> = per_key
+        .into_iter()
+        .filter(|(_, n)| *n > cap)
+        .map(|(k, _)| k)
+        .collect();
+    capped.sort_unstable();
+    let hits = hits
+        .into_iter()
+        .filter(|(k, _)| capped.binary_search(k).is_err())
+        .collect();
+    Ok((hits, capped))
 }
 
 /// An approved row waiting for dedupe.
@@ -291,10 +315,34 @@ pub struct ChunkWrites {
     pub created: Vec<Contact>,
     pub updated: Vec<Contact>,
     pub keys: Vec<(BlockId, Uuid)>,
-    /// (row, contact, created?)
-    pub links: Vec<(Uuid, Uuid, bool)>,
-    /// (row, contact, score) pairs for a reviewer.
-    pub possible: Vec<(Uuid, Uuid, f32)>,
+    pub links: Vec<Link>,
+    /// Pairs for a reviewer.
+    pub possible: Vec<Possible>,
+}
+
+/// A row's place in the corpus: the contact it created or merged into.
+#[derive(Debug, Clone)]
+pub struct Link {
+    pub row: Uuid,
+    pub contact: Uuid,
+    pub created: bool,
+    /// Why the matcher merged it (none for creations, corrections and
+    /// reviewers' decisions), kept as the row's provenance.
+    pub why: Option<Explanation>,
+}
+
+/// A row and a contact it may be, for a reviewer.
+#[derive(Debug, Clone)]
+pub struct Possible {
+    pub row: Uuid,
+    pub contact: Uuid,
+    pub score: f32,
+    pub why: Option<Explanation>,
+}
+
+fn explanation_json(why: &Option<Explanation>) -> Option<serde_json::Value> {
+    why.as_ref()
+        .map(|w| serde_json::to_value(w).expect("an explanation serializes"))
 }
 
 /// Column arrays for UNNEST: one `text[]` per field.
@@ -356,17 +404,22 @@ pub async fn write(tx: &mut PgConnection, import_id: Uuid, w: &ChunkWrites) -> R
     save_contacts(tx, &w.created, true).await?;
     save_contacts(tx, &w.updated, false).await?;
     add_keys(tx, &w.keys).await?;
-    let (rows, (contacts, created)): (Vec<Uuid>, (Vec<Uuid>, Vec<bool>)) =
-        w.links.iter().map(|&(r, c, n)| (r, (c, n))).unzip();
+    let rows: Vec<Uuid> = w.links.iter().map(|l| l.row).collect();
+    let contacts: Vec<Uuid> = w.links.iter().map(|l| l.contact).collect();
+    let created: Vec<bool> = w.links.iter().map(|l| l.created).collect();
+    let why: Vec<Option<serde_json::Value>> =
+        w.links.iter().map(|l| explanation_json(&l.why)).collect();
     let linked = sqlx::query(
         "UPDATE staged_rows s SET status = 'merged', contact_id = t.contact, merged_at = now(),
-                outcome = CASE WHEN t.created THEN 'created' ELSE 'merged' END
-         FROM UNNEST($1::uuid[], $2::uuid[], $3::bool[]) AS t(row_id, contact, created)
+                outcome = CASE WHEN t.created THEN 'created' ELSE 'merged' END,
+                match_explanation = t.why
+         FROM UNNEST($1::uuid[], $2::uuid[], $3::bool[], $4::jsonb[]) AS t(row_id, contact, created, why)
          WHERE s.id = t.row_id AND s.status = 'approved'",
     )
     .bind(&rows)
     .bind(&contacts)
     .bind(&created)
+    .bind(&why)
     .execute(&mut *tx)
     .await?
     .rows_affected();
@@ -381,15 +434,22 @@ pub async fn write(tx: &mut PgConnection, import_id: Uuid, w: &ChunkWrites) -> R
         )));
     }
     if !w.possible.is_empty() {
-        let (r, (c, s)): (Vec<Uuid>, (Vec<Uuid>, Vec<f32>)) =
-            w.possible.iter().map(|&(r, c, s)| (r, (c, s))).unzip();
+        let r: Vec<Uuid> = w.possible.iter().map(|p| p.row).collect();
+        let c: Vec<Uuid> = w.possible.iter().map(|p| p.contact).collect();
+        let s: Vec<f32> = w.possible.iter().map(|p| p.score).collect();
+        let why: Vec<Option<serde_json::Value>> = w
+            .possible
+            .iter()
+            .map(|p| explanation_json(&p.why))
+            .collect();
         sqlx::query(
-            "INSERT INTO match_candidates (row_id, contact_id, score)
-             SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::real[]) ON CONFLICT DO NOTHING",
+            "INSERT INTO match_candidates (row_id, contact_id, score, explanation)
+             SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::real[], $4::jsonb[]) ON CONFLICT DO NOTHING",
         )
         .bind(&r)
         .bind(&c)
         .bind(&s)
+        .bind(&why)
         .execute(&mut *tx)
         .await?;
     }

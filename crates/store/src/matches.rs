@@ -16,6 +16,7 @@ pub struct Pair {
     pub contact_id: Uuid,
     pub contact: Values,
     pub score: f32,
+    pub explanation: Option<serde_json::Value>,
     pub decision: Option<String>,
 }
 
@@ -28,7 +29,7 @@ pub async fn list(
 ) -> Result<Vec<Pair>> {
     let (row_cols, contact_cols) = (corpus::columns("s."), corpus::columns("c."));
     let rows = sqlx::query(&format!(
-        "SELECT s.id, s.row_number, m.contact_id, m.score, m.decision, {row_cols}, {contact_cols}
+        "SELECT s.id, s.row_number, m.contact_id, m.score, m.decision, m.explanation, {row_cols}, {contact_cols}
          FROM match_candidates m
          JOIN staged_rows s ON s.id = m.row_id
          JOIN contacts c ON c.id = m.contact_id
@@ -49,8 +50,9 @@ pub async fn list(
                 contact_id: r.try_get(2)?,
                 score: r.try_get(3)?,
                 decision: r.try_get(4)?,
-                row: Values::from_row(r, 5)?,
-                contact: Values::from_row(r, 5 + n)?,
+                explanation: r.try_get(5)?,
+                row: Values::from_row(r, 6)?,
+                contact: Values::from_row(r, 6 + n)?,
             })
         })
         .collect()

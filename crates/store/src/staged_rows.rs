@@ -315,6 +315,8 @@ pub struct Row {
     pub errors: Option<Vec<FieldError>>,
     pub duplicate_of: Option<i32>,
     pub contact_id: Option<Uuid>,
+    /// Why the matcher merged it into `contact_id` (`matching::Explanation`).
+    pub match_explanation: Option<serde_json::Value>,
 }
 
 impl<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> for Row {
@@ -332,12 +334,13 @@ impl<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> for Row {
             errors: errors.map(|e| e.0),
             duplicate_of: r.try_get("duplicate_of")?,
             contact_id: r.try_get("contact_id")?,
+            match_explanation: r.try_get("match_explanation")?,
         })
     }
 }
 
 /// Where [`list`]'s select puts the first value column.
-const ROW_VALUES_AT: usize = 7;
+const ROW_VALUES_AT: usize = 8;
 
 /// Rows of a batch in row order, after the row `cursor`, optionally of one status.
 pub async fn list(
@@ -348,7 +351,7 @@ pub async fn list(
     limit: i64,
 ) -> Result<Vec<Row>> {
     Ok(sqlx::query_as::<_, Row>(&format!(
-        "SELECT id, row_number, status, raw, errors, duplicate_of, contact_id, {}
+        "SELECT id, row_number, status, raw, errors, duplicate_of, contact_id, match_explanation, {}
          FROM staged_rows
          WHERE import_id = $1 AND ($2::text IS NULL OR status = $2)
            AND row_number > COALESCE((SELECT row_number FROM staged_rows

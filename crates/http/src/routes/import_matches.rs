@@ -33,7 +33,15 @@ pub struct MatchView {
     row_id: Uuid,
     row_number: i32,
     contact_id: Uuid,
+    /// The pair's match weight in bits (log2 of the odds that row and
+    /// contact are one), as compared with `dedupe.*_probability`.
     score: f32,
+    /// The match probability and, per field, the comparison level and its
+    /// weight in bits (`{weight, probability, business, person?, fields:
+    /// [{field, level, bits}]}`). None for pairs from before issue 17 and
+    /// for a re-import of an erased contact.
+    #[schema(value_type = Option<Object>)]
+    explanation: Option<serde_json::Value>,
     /// `same`, `different`, or none while waiting.
     decision: Option<String>,
     #[schema(value_type = Object)]
@@ -65,6 +73,7 @@ async fn list_matches(
             row_number: p.row_number,
             contact_id: p.contact_id,
             score: p.score,
+            explanation: p.explanation,
             decision: p.decision,
             row: Values::to_map(&p.row),
             contact: Values::to_map(&p.contact),

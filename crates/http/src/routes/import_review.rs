@@ -220,6 +220,9 @@ pub struct RowView {
     /// The earlier row of this file that this row repeats exactly.
     duplicate_of: Option<i32>,
     contact_id: Option<Uuid>,
+    /// When the matcher merged the row into `contact_id`: why (see `MatchView.explanation`).
+    #[schema(value_type = Option<Object>)]
+    match_explanation: Option<serde_json::Value>,
 }
 
 fn row_view(import: &Import, r: staged_rows::Row) -> RowView {
@@ -252,6 +255,7 @@ fn row_view(import: &Import, r: staged_rows::Row) -> RowView {
         errors: r.errors.unwrap_or_default(),
         duplicate_of: r.duplicate_of,
         contact_id: r.contact_id,
+        match_explanation: r.match_explanation,
     }
 }
 
