@@ -194,7 +194,11 @@ impl DedupeJob {
                 .await
                 .context("loading contacts")?;
 
-            let erased = erasure::by_keys(&mut *tx, &keys)
+            let mut tombstones: Vec<_> =
+                prepared.iter().flat_map(Prepared::tombstone_ids).collect();
+            tombstones.sort_unstable();
+            tombstones.dedup();
+            let erased = erasure::by_keys(&mut *tx, &tombstones)
                 .await
                 .context("erased key lookup")?;
             let mut plan = Plan::new(

@@ -27,9 +27,9 @@ struct Working {
     changed: bool,
 }
 
-/// A record of the contact this far below even odds (P < 0.001) is
-/// another person, whatever the others say.
-static VETO: std::sync::LazyLock<f32> = std::sync::LazyLock::new(|| model::weight_of(0.001));
+/// A record of the contact that says P < 0.01 for the row strongly
+/// disagrees: the row is another person, whatever the others say.
+static VETO: std::sync::LazyLock<f32> = std::sync::LazyLock::new(|| model::weight_of(0.01));
 
 pub struct Plan {
     matcher: Matcher,
@@ -124,7 +124,8 @@ impl Plan {
         // Someone erased at their request, imported again: a reviewer looks
         // first (score 0: nothing is left to compare with). A reviewer's
         // "different" lets the row through.
-        if let Some(erased) = keys
+        if let Some(erased) = prepared
+            .tombstone_ids()
             .iter()
             .filter_map(|k| self.erased.get(k))
             .find(|e| !excluded.contains(e))

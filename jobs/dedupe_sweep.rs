@@ -6,6 +6,11 @@
 //! pairs scoring as the same contact are merged: the higher id's rows move
 //! to the lower id, which is derived again, and the other is retired
 //! (`merged_into`). Merging takes the corpus lock like any dedupe chunk.
+//!
+//! Every sweep also files each contact under the current blocking keys:
+//! contacts filed before a key was added (the typo-proof keys of issue 17)
+//! are found by it from then on. Pairs only such a key reveals are found by
+//! the sweep after that one, once both sides carry it.
 
 use crate::dedupe::DedupeJob;
 use anyhow::Context;
@@ -25,9 +30,9 @@ pub async fn run(ctx: &mut JobContext, job: &DedupeJob, apply: bool) -> Result<(
     loop {
         ctx.checkpoint().await?;
         let mut tx = pool.begin().await?;
-        if apply {
-            corpus::lock(&mut tx).await.context("corpus lock")?;
-        }
+        // Even a report files keys: under the lock, like every writer of
+        // contact_keys, so no two writers insert the same keys in two orders.
+        corpus::lock(&mut tx).await.context("corpus lock")?;
         let batch = sweeps::active_after(&mut tx, state.cursor, chunk)
             .await
             .context("reading contacts")?;
@@ -48,6 +53,13 @@ pub async fn run(ctx: &mut JobContext, job: &DedupeJob, apply: bool) -> Result<(
             .map(|c| (c.id, Prepared::new(&c.values.record())))
             .collect();
         let keys = distinct_block_ids(prepared.iter().map(|(_, p)| p));
+        let filed: Vec<(BlockId, Uuid)> = prepared
+            .iter()
+            .flat_map(|(id, p)| p.block_ids().into_iter().map(move |k| (k, *id)))
+            .collect();
+        corpus::add_keys(&mut tx, &filed)
+            .await
+            .context("filing current keys")?;
         let (hits, _) = corpus::by_keys(&mut *tx, &keys, job.max_block_size)
             .await
             .context("key lookup")?;

@@ -91,7 +91,7 @@ impl Imports {
     }
 }
 
-async fn active_contacts(app: &TestApp) -> i64 {
+pub(crate) async fn active_contacts(app: &TestApp) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM contacts WHERE active")
         .fetch_one(&app.store.pool)
         .await

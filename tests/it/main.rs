@@ -14,6 +14,7 @@ mod crm;
 mod crm_pull;
 mod crm_push;
 mod dedupe;
+mod dedupe_recall;
 mod erasure;
 mod exports;
 mod http_basics;

@@ -105,20 +105,21 @@ impl Entity {
         ]
     }
 
+    /// 40% of sources write the legal form another way ("Inc" / ", Inc.").
+    fn other_legal_form(&self, rng: &mut Rng, r: &mut [String]) {
+        let legal = LEGAL[self.legal].1;
+        if rng.below(100) < 40 {
+            let form = legal[rng.below(legal.len() as u64) as usize];
+            r[0] = format!("{} {form}", self.company).trim().replace(" ,", ",");
+        }
+    }
+
     /// The record as another source wrote it; the rates are what
     /// `bench dedupe-quality` reports as its injected noise.
     pub fn variant(&self, rng: &mut Rng) -> Vec<String> {
         let mut r = self.record();
         let p = |rng: &mut Rng, pct: u64| rng.below(100) < pct;
-        let legal = LEGAL[self.legal].1;
-        if p(rng, 40) {
-            r[0] = format!(
-                "{} {}",
-                self.company,
-                legal[rng.below(legal.len() as u64) as usize]
-            );
-            r[0] = r[0].trim().replace(" ,", ",");
-        }
+        self.other_legal_form(rng, &mut r);
         if p(rng, 15) {
             r[0] = r[0].to_uppercase();
         }
@@ -165,15 +166,7 @@ impl Entity {
     pub fn hard_variant(&self, rng: &mut Rng) -> Vec<String> {
         let mut r = self.record();
         let p = |rng: &mut Rng, pct: u64| rng.below(100) < pct;
-        let legal = LEGAL[self.legal].1;
-        if p(rng, 40) {
-            r[0] = format!(
-                "{} {}",
-                self.company,
-                legal[rng.below(legal.len() as u64) as usize]
-            );
-            r[0] = r[0].trim().replace(" ,", ",");
-        }
+        self.other_legal_form(rng, &mut r);
         if p(rng, 10) {
             r[0] = edits(rng, &r[0], 1);
         }

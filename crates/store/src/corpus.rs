@@ -466,7 +466,9 @@ pub async fn write(tx: &mut PgConnection, import_id: Uuid, w: &ChunkWrites) -> R
     Ok(())
 }
 
-async fn add_keys(tx: &mut PgConnection, keys: &[(BlockId, Uuid)]) -> Result<()> {
+/// File contacts under keys (those they have already are left alone): how
+/// a sweep brings contacts filed before a key was added up to date.
+pub async fn add_keys(tx: &mut PgConnection, keys: &[(BlockId, Uuid)]) -> Result<()> {
     if keys.is_empty() {
         return Ok(());
     }
