@@ -120,6 +120,7 @@ pub fn run(
     entities: usize,
     mode: Mode,
     febrl_dir: Option<PathBuf>,
+    model_out: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
     let (source, records) = match &febrl_dir {
@@ -169,6 +170,10 @@ pub fn run(
         trained.model.prior,
         to_yaml(&trained.model)
     );
+    if let Some(path) = &model_out {
+        std::fs::write(path, to_yaml(&trained.model))?;
+        println!("model written to {}", path.display());
+    }
     let thresholds = Thresholds::from_probabilities(
         settings.dedupe.merge_probability,
         settings.dedupe.possible_probability,

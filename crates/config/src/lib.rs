@@ -193,6 +193,11 @@ pub struct DedupeSettings {
     /// built-in estimate (`crates/matching/src/model.rs`).
     #[serde(default)]
     pub model: Option<bizcontacts_matching::Model>,
+    /// A YAML file holding `model:` as `dedupe-train --model-out` writes it
+    /// (easier to hand over than nested lists in environment variables);
+    /// it takes the place of `model`. Empty: none.
+    #[serde(default)]
+    pub model_file: String,
     /// Rows (or contacts, when sweeping) per transaction.
     pub chunk_rows: i64,
 }
@@ -321,6 +326,16 @@ pub struct DemoSettings {
     pub corpus_contacts: usize,
 }
 
+/// The `model:` of a YAML file (`dedupe.model_file`).
+fn read_model(path: &str) -> Result<bizcontacts_matching::Model, ConfigError> {
+    let file = config::Config::builder()
+        .add_source(config::File::new(path, config::FileFormat::Yaml))
+        .build()
+        .map_err(|e| ConfigError::Value(format!("dedupe.model_file {path:?}: {e}")))?;
+    file.get("model")
+        .map_err(|e| ConfigError::Value(format!("dedupe.model_file {path:?}: {e}")))
+}
+
 impl Settings {
     /// Load for the environment named by `BIZCONTACTS_ENV` (default `local`).
     pub fn load() -> Result<Self, ConfigError> {
@@ -362,7 +377,10 @@ impl Settings {
             .set_override_option("database.url", var("DATABASE_URL"))?
             .set_override_option("redis.url", var("REDIS_URL"))?
             .set_override_option("http.addr", var("BIZCONTACTS_HTTP_ADDR"))?;
-        let settings: Settings = builder.build()?.try_deserialize()?;
+        let mut settings: Settings = builder.build()?.try_deserialize()?;
+        if !settings.dedupe.model_file.is_empty() {
+            settings.dedupe.model = Some(read_model(&settings.dedupe.model_file)?);
+        }
         settings.check()?;
         Ok(settings)
     }
@@ -438,6 +456,20 @@ mod tests {
         assert_eq!(s.log.format, LogFormat::Json);
         // The password in the URL never reaches Debug output.
         assert!(!format!("{s:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn a_model_file_reads_what_dedupe_train_writes() {
+        let model = bizcontacts_matching::Model::default();
+        let path = std::env::temp_dir().join(format!("model-{}.yaml", std::process::id()));
+        std::fs::write(&path, bizcontacts_matching::train::to_yaml(&model)).unwrap();
+        let read = read_model(path.to_str().unwrap()).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(read, model);
+        assert!(matches!(
+            read_model("/nonexistent/model.yaml"),
+            Err(ConfigError::Value(_))
+        ));
     }
 
     #[test]

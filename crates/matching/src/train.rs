@@ -231,7 +231,8 @@ fn em(pairs: &HashMap<Gamma, f64>, start: &Model, max_rounds: usize) -> Trained 
 pub fn to_yaml(model: &Model) -> String {
     let list = |v: &[f64]| {
         v.iter()
-            .map(|x| format!("{x:.6}"))
+            // Six decimals, kept inside (0, 1) as `Model::check` wants.
+            .map(|x| format!("{:.6}", x.clamp(1e-6, 1.0 - 1e-6)))
             .collect::<Vec<_>>()
             .join(", ")
     };
