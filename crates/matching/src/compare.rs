@@ -6,7 +6,7 @@
 //! for names, one edit (Damerau) for codes typed by hand, else.
 
 use crate::Prepared;
-use serde::{Deserialize, Serialize};
+use serde::{Serialize, Serializer};
 use strsim::{jaro_winkler, osa_distance};
 
 /// Whether `a` becomes `b` by at most one insertion, deletion, substitution
@@ -34,13 +34,11 @@ pub(crate) fn within_one_edit(a: &str, b: &str) -> bool {
 }
 
 /// The fields matching compares, in [`Gamma`] order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Field {
     Email,
     Phone,
     Domain,
-    #[serde(rename = "company_name")]
     Company,
     FirstName,
     LastName,
@@ -51,6 +49,13 @@ pub enum Field {
 }
 
 pub const FIELD_COUNT: usize = 10;
+
+/// Explanations name a field as the contact column does ([`Field::as_str`]).
+impl Serialize for Field {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
 
 impl Field {
     pub const ALL: [Field; FIELD_COUNT] = [

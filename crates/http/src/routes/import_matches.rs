@@ -34,7 +34,8 @@ pub struct MatchView {
     row_number: i32,
     contact_id: Uuid,
     /// The pair's match weight in bits (log2 of the odds that row and
-    /// contact are one), as compared with `dedupe.*_probability`.
+    /// contact are one), as compared with `dedupe.*_probability`. Pairs
+    /// from before issue 17 (no `explanation`) keep the older score scale.
     score: f32,
     /// The match probability and, per field, the comparison level and its
     /// weight in bits (`{weight, probability, business, person?, fields:
