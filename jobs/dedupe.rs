@@ -231,9 +231,7 @@ impl DedupeJob {
                 .context("writing merges")?;
             tx.commit().await?;
             done += rows.len() as i64;
-            if done / corpus::ANALYZE_EVERY_ROWS
-                != (done - rows.len() as i64) / corpus::ANALYZE_EVERY_ROWS
-            {
+            if corpus::analyze_due(done, rows.len() as i64, total) {
                 corpus::analyze(&pool).await.context("analyze")?;
             }
             // Keys over the cap are counted per chunk: one key met in two

@@ -131,6 +131,10 @@ pub struct FailArgs {
     times: Option<i32>,
     #[serde(default)]
     permanent: bool,
+    /// Fail until this file exists: a fault an operator fixes, then
+    /// retries the job (the admin dashboard's browser test).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    fixed_by: Option<std::path::PathBuf>,
 }
 
 /// `test_fail`: fails (retryably, or permanently).
@@ -150,6 +154,11 @@ impl Worker for Fail {
         Starter::Tenant(Permission::JobsRead)
     }
     async fn work(&self, ctx: &mut JobContext, p: FailArgs) -> Result<(), JobError> {
+        if let Some(fix) = &p.fixed_by {
+            if fix.exists() {
+                return Ok(());
+            }
+        }
         if p.times.is_none_or(|t| ctx.attempt <= t) {
             let e = anyhow::anyhow!("planned failure on attempt {}", ctx.attempt);
             return Err(if p.permanent {

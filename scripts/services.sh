@@ -52,6 +52,16 @@ ensure_redis() {
   redis-cli ping >/dev/null
 }
 
+# The admin dashboard's browser tests drive Debian's headless chromium
+# through chromedriver (tests/it/admin_browser.rs).
+ensure_browser() {
+  if command -v chromedriver >/dev/null 2>&1 && command -v chromium >/dev/null 2>&1; then
+    log "chromium + chromedriver: present"; return
+  fi
+  log "chromium + chromedriver: installing"
+  apt_install chromium chromium-driver
+}
+
 ensure_services() {
   ensure_postgres
   ensure_redis

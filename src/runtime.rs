@@ -138,6 +138,7 @@ pub async fn app_state(
         registry,
         passwords: passwords(settings)?,
         session_ttl: chrono::Duration::seconds(settings.auth.session_ttl_secs),
+        secure_cookies: settings.environment == "production",
         invitation_ttl: chrono::Duration::hours(settings.auth.invitation_ttl_hours),
         json_body_limit: settings.http.json_body_limit_bytes,
         upload_limit: settings.imports.max_upload_bytes,

@@ -7,6 +7,8 @@
 mod harness;
 
 mod abuse;
+mod admin_browser;
+mod admin_web;
 mod bad_input;
 mod billing;
 mod cli;

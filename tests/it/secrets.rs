@@ -378,6 +378,71 @@ async fn planted_secrets_never_appear_in_clear() {
         responses.contains("keeper@example.com"),
         "the export was read"
     );
+
+    // The admin dashboard: a support user signs in (the cookie is the one
+    // place its session token belongs) and reads the pages, the export
+    // job's detail (its params) included.
+    let (s, _, err) = run_bin(
+        &[
+            "user",
+            "create",
+            "--email",
+            "watcher@example.com",
+            "--password",
+            PASSWORD,
+        ],
+        &env,
+    );
+    assert!(s.success(), "{err}");
+    let (s, _, err) = run_bin(
+        &[
+            "user",
+            "grant-system-role",
+            "--email",
+            "watcher@example.com",
+            "--role",
+            "support",
+        ],
+        &env,
+    );
+    assert!(s.success(), "{err}");
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let signed_in = browser
+        .post(format!("{base}/admin/login"))
+        .form(&[("email", "watcher@example.com"), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), 303);
+    let cookie = signed_in.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let cookie = cookie.split(';').next().unwrap().to_string();
+    let admin_session = cookie.trim_start_matches("bc_admin=").to_string();
+    let export_job = started["job_id"].as_str().unwrap_or_default().to_string();
+    for page in [
+        "/admin".to_string(),
+        "/admin/jobs".into(),
+        format!("/admin/jobs/{export_job}"),
+        "/admin/workers".into(),
+        "/admin/tenants".into(),
+    ] {
+        let res = browser
+            .get(format!("{base}{page}"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+        responses += &record(res).await;
+    }
+    assert!(
+        responses.contains("Jobs per kind"),
+        "the dashboard was read"
+    );
     worker.start_kill().unwrap();
     let mut out = worker.stdout.take().unwrap();
     out.read_to_string(&mut logs).await.unwrap();
@@ -440,6 +505,7 @@ async fn planted_secrets_never_appear_in_clear() {
         INVITEE_PASSWORD,
         key.as_str(),
         session.as_str(),
+        admin_session.as_str(),
         &key[12..],
         invitation.as_str(),
         &invitation[4..],

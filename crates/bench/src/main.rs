@@ -7,6 +7,7 @@
 //! cargo run -p bizcontacts-bench --release -- dedupe --corpus 1000000 --rows 1000000
 //! cargo run -p bizcontacts-bench --release -- search --contacts 5000000
 //! cargo run -p bizcontacts-bench --release -- crm-push --contacts 5000
+//! cargo run -p bizcontacts-bench --release -- admin-pages --jobs 1000000
 //! ```
 //!
 //! Each runs on a scratch database (`<database>_bench`, recreated) and a fresh
@@ -23,8 +24,11 @@
 //!   (not a scratch database: seeding millions takes a while).
 //! - [`crm_push`]: saved contacts to a fake HighLevel at its 100 / 10 s
 //!   limit, by 1 and 3 worker processes sharing the budget.
+//! - [`admin_pages`]: the admin dashboard's pages over 1,000,000 jobs,
+//!   with and without the indexes that serve them.
 //! - [`intake`]: the intake in the benchmark's process, with a tenant and key.
 
+mod admin_pages;
 mod corpus;
 mod crm_push;
 mod dedupe;
@@ -54,6 +58,17 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Bench {
+    /// The admin dashboard's pages over a large ledger, with and without
+    /// the indexes added for it.
+    AdminPages {
+        #[arg(long, default_value_t = 1_000_000)]
+        jobs: i64,
+        #[arg(long, default_value_t = 50)]
+        tenants: i64,
+        /// Requests per page (sequential), after one warm-up.
+        #[arg(long, default_value_t = 20)]
+        repeat: usize,
+    },
     /// A worker process for the benchmarks (started by them, not by hand).
     #[command(hide = true)]
     Worker,
@@ -243,6 +258,11 @@ async fn run(bench: Bench) -> anyhow::Result<()> {
             workers,
             jobs,
         } => crm_push::run(&settings, contacts, &workers, jobs).await,
+        Bench::AdminPages {
+            jobs,
+            tenants,
+            repeat,
+        } => admin_pages::run(&settings, jobs, tenants, repeat).await,
         Bench::Worker => unreachable!("handled above"),
     }
 }

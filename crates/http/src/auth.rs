@@ -130,7 +130,7 @@ fn bearer(parts: &Parts) -> Result<&str, ApiError> {
     Ok(token.trim())
 }
 
-async fn authenticate(state: &AppState, token: &str) -> Result<Principal, ApiError> {
+pub(crate) async fn authenticate(state: &AppState, token: &str) -> Result<Principal, ApiError> {
     let db = &state.store.pool;
     let now = Utc::now();
     let (user_id, credential) = if token.starts_with(SESSION_TOKEN_PREFIX) {

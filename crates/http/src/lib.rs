@@ -8,6 +8,7 @@
 //! - [`app`]: assembles routes, layers and the OpenAPI document; [`serve`]
 //!   runs it until a shutdown token fires.
 
+pub mod admin_web;
 pub mod auth;
 mod enqueue;
 pub mod error;
@@ -107,6 +108,7 @@ pub fn app(state: AppState) -> Router {
         .layer(RequestBodyLimitLayer::new(state.json_body_limit))
         .merge(uploads)
         .merge(api_imports)
+        .merge(admin_web::router())
         // Inside the problem layer, so a 408's body is a problem too; every
         // body, JSON or upload, ends once its client goes quiet.
         .layer(RequestBodyTimeoutLayer::new(state.body_idle_timeout))

@@ -33,6 +33,14 @@ pub async fn problem_responses(req: Request, next: Next) -> Response {
     if !(status.is_client_error() || status.is_server_error()) {
         return res;
     }
+    // The admin dashboard's error pages are HTML for a browser.
+    if res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/html"))
+    {
+        return res;
+    }
     let (mut parts, body) = res.into_parts();
     let is_problem = parts
         .headers

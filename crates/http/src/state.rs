@@ -24,6 +24,9 @@ pub struct Inner {
     pub passwords: PasswordHasherConfig,
     /// How long a sign-in session lasts.
     pub session_ttl: chrono::Duration,
+    /// The admin dashboard's session cookie is `Secure` (production: the
+    /// intake is reached over TLS; locally it is plain HTTP).
+    pub secure_cookies: bool,
     /// How long an invitation stays open.
     pub invitation_ttl: chrono::Duration,
     /// Largest JSON body accepted.

@@ -59,6 +59,17 @@ pub struct JobFilter {
     pub status: Option<JobStatus>,
     pub created_after: Option<DateTime<Utc>>,
     pub created_before: Option<DateTime<Utc>>,
+    /// Text the last error contains (case-insensitive; served by a trigram index).
+    pub error_contains: Option<String>,
+}
+
+/// `text` as a LIKE pattern matching itself anywhere: its wildcards escaped.
+fn contains_pattern(text: &str) -> String {
+    let escaped = text
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%{escaped}%")
 }
 
 impl Ledger {
@@ -311,6 +322,7 @@ impl Ledger {
                AND ($5::timestamptz IS NULL OR created_at >= $5)
                AND ($6::timestamptz IS NULL OR created_at < $6)
                AND ($7::uuid IS NULL OR id < $7)
+               AND ($9::text IS NULL OR last_error ILIKE $9)
              ORDER BY id DESC LIMIT $8"
         ))
         .bind(tenant_filter)
@@ -321,6 +333,7 @@ impl Ledger {
         .bind(f.created_before)
         .bind(before)
         .bind(limit)
+        .bind(f.error_contains.as_deref().map(contains_pattern))
         .fetch_all(&self.pool)
         .await?;
         Ok(rows
@@ -556,5 +569,14 @@ impl Ledger {
                 failed as f64 / finished as f64
             },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn error_text_is_matched_literally() {
+        assert_eq!(super::contains_pattern("50%_a\\b"), "%50\\%\\_a\\\\b%");
+        assert_eq!(super::contains_pattern("timeout"), "%timeout%");
     }
 }

@@ -12,6 +12,8 @@
 //! - [`relay`]: periodic repairs (lost pushes, expired leases, Redis data loss).
 //! - [`scheduler`]: cron ticks enqueued exactly once across replicas.
 //! - [`handler`]: what a job kind implements.
+//! - [`presence`], [`monitor`]: live workers, and what the admin dashboard
+//!   reads (throughput buckets, latency, deferred jobs, a job's runs).
 //!
 //! Why the ledger and not apalis owns retries: apalis-redis 1.0 retries any
 //! failed task 25 times a second apart, whatever the policy says, and keeps
@@ -25,6 +27,7 @@ pub mod handler;
 pub mod job;
 pub mod ledger;
 mod metrics;
+pub mod monitor;
 pub mod presence;
 mod redis_conn;
 pub mod relay;

@@ -111,6 +111,16 @@ pub(crate) fn columns(prefix: &str) -> String {
 /// refreshes their statistics after every this many rows. About 2 s.
 pub const ANALYZE_EVERY_ROWS: i64 = 500_000;
 
+/// Whether the dedupe job refreshes the corpus statistics after a chunk of
+/// `chunk` rows, `done` rows of `total` in all: after the first chunk when
+/// more follow (a new corpus has no statistics, and without them the key
+/// look-up was planned as a bitmap heap scan for 20,000 rows per key, 2x
+/// slower than the index-only scan), then every [`ANALYZE_EVERY_ROWS`].
+pub fn analyze_due(done: i64, chunk: i64, total: i64) -> bool {
+    (done == chunk && total > done)
+        || done / ANALYZE_EVERY_ROWS != (done - chunk) / ANALYZE_EVERY_ROWS
+}
+
 pub async fn analyze(db: impl PgExecutor<'_>) -> Result<()> {
     sqlx::raw_sql("ANALYZE contacts; ANALYZE contact_keys")
         .execute(db)
@@ -119,14 +129,16 @@ pub async fn analyze(db: impl PgExecutor<'_>) -> Result<()> {
 }
 
 /// Take the corpus writers' lock until the transaction ends, and keep the
-/// transaction's look-ups on their indexes.
+/// transaction's look-ups on their indexes, uncompiled.
 ///
-/// A chunk looks up tens of thousands of blocking keys at once
-/// (`key = ANY($1)`); past a few million contacts the planner priced that as
-/// a parallel sequential scan of `contact_keys` (29M rows while seeding
-/// 5,000,000 contacts: minutes per chunk, against 0.8 s through the index).
+/// A chunk looks up tens of thousands of blocking keys at once; past a few
+/// million contacts the planner priced that as a parallel sequential scan
+/// of `contact_keys` (29M rows while seeding 5,000,000 contacts: minutes per
+/// chunk, against 0.8 s through the index). The same high estimates made
+/// Postgres JIT-compile the chunk's statements: 70 ms per key look-up,
+/// for statements that each run once per chunk.
 pub async fn lock(tx: &mut PgConnection) -> Result<()> {
-    sqlx::query("SELECT set_config('enable_seqscan', 'off', true)")
+    sqlx::query("SELECT set_config('enable_seqscan', 'off', true), set_config('jit', 'off', true)")
         .execute(&mut *tx)
         .await?;
     sqlx::query(locks::SQL)

@@ -65,6 +65,8 @@ pub struct AdminJobQuery {
     created_before: Option<DateTime<Utc>>,
     kind: Option<String>,
     status: Option<String>,
+    /// Text the last error contains (case-insensitive), 3 to 200 characters.
+    error: Option<String>,
     /// Items per page, 1 to 200 (default 50).
     #[param(minimum = 1, maximum = 200)]
     limit: Option<i64>,
@@ -95,6 +97,7 @@ async fn list(
         status,
         created_after: q.created_after,
         created_before: q.created_before,
+        error_contains: error_filter(q.error)?,
     };
     let rows = state
         .ledger
@@ -102,6 +105,22 @@ async fn list(
         .await
         .map_err(ledger_error)?;
     Ok(Json(Page::from_rows(rows, limit, |j| j.id, JobView::from)))
+}
+
+/// The `error` filter: at least a trigram (shorter text cannot use the
+/// index and would read every failed job), at most a line.
+pub fn error_filter(text: Option<String>) -> Result<Option<String>, ApiError> {
+    let Some(text) = text.map(|t| t.trim().to_string()).filter(|t| !t.is_empty()) else {
+        return Ok(None);
+    };
+    let n = text.chars().count();
+    if !(3..=200).contains(&n) || text.chars().any(char::is_control) {
+        return Err(ApiError::field(
+            "error",
+            "must be 3 to 200 characters, without control characters",
+        ));
+    }
+    Ok(Some(text))
 }
 
 #[derive(Deserialize)]

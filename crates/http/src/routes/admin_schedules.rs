@@ -18,15 +18,15 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ScheduleView {
-    name: &'static str,
+    pub(crate) name: &'static str,
     /// Seconds, minutes, hours, day of month, month, day of week (UTC).
-    cron: String,
-    last_tick: Option<DateTime<Utc>>,
+    pub(crate) cron: String,
+    pub(crate) last_tick: Option<DateTime<Utc>>,
     /// Jobs the last tick enqueued, by status (one per tenant for per-tenant
     /// schedules; none if every scheduler was down then and since).
     #[schema(value_type = Object)]
-    last_tick_jobs: BTreeMap<String, i64>,
-    next_tick: Option<DateTime<Utc>>,
+    pub(crate) last_tick_jobs: BTreeMap<String, i64>,
+    pub(crate) next_tick: Option<DateTime<Utc>>,
 }
 
 /// Every schedule with its last and next tick.
@@ -36,6 +36,12 @@ async fn schedules(
     State(state): State<AppState>,
     _scope: SystemScope<perm::AdminMonitor>,
 ) -> Result<Json<Vec<ScheduleView>>, ApiError> {
+    Ok(Json(views(&state).await?))
+}
+
+/// Each schedule's last tick, the jobs it enqueued and its next tick (the
+/// API's and the dashboard's).
+pub(crate) async fn views(state: &AppState) -> Result<Vec<ScheduleView>, ApiError> {
     let now = Utc::now();
     let mut out = Vec::new();
     for s in bizcontacts_jobs::schedules() {
@@ -62,5 +68,5 @@ async fn schedules(
             next_tick: s.next_tick(now),
         });
     }
-    Ok(Json(out))
+    Ok(out)
 }

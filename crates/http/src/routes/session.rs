@@ -55,18 +55,38 @@ async fn login(
     ClientAddr(address): ClientAddr,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> Result<Json<LoginResponse>, ApiError> {
-    if req.email.trim().is_empty() {
+    let (token, expires_at, _) = sign_in(
+        &state,
+        &req.email,
+        req.password,
+        address,
+        request_id.as_deref(),
+    )
+    .await?;
+    Ok(Json(LoginResponse { token, expires_at }))
+}
+
+/// Email and password to a new session: throttled, timing-blind to unknown
+/// accounts, audited. The API's login and the admin dashboard's sign-in.
+/// Returns the token, when it expires and whose it is.
+pub(crate) async fn sign_in(
+    state: &AppState,
+    email: &str,
+    password: String,
+    address: Option<std::net::IpAddr>,
+    request_id: Option<&str>,
+) -> Result<(String, DateTime<Utc>, bizcontacts_domain::UserId), ApiError> {
+    if email.trim().is_empty() {
         return Err(ApiError::field("email", "must not be empty"));
     }
     // Before anything costly: a locked account or address hashes nothing,
     // reads nothing and writes nothing.
-    state.sign_in.check(&req.email, address).await?;
+    state.sign_in.check(email, address).await?;
     let db = &state.store.pool;
-    let user = users::find_by_email(db, &req.email).await?;
+    let user = users::find_by_email(db, email).await?;
     // Verify even for an unknown user (against a dummy hash) so timing does
     // not tell which addresses have accounts.
     let passwords = state.passwords.clone();
-    let password = req.password;
     let stored = user.as_ref().and_then(|u| u.password_hash.clone());
     let ok = state
         .sign_in
@@ -74,7 +94,7 @@ async fn login(
         .await?;
 
     let Some(user) = user.filter(|_| ok) else {
-        let failure = state.sign_in.failed(&req.email, address).await?;
+        let failure = state.sign_in.failed(email, address).await?;
         // Only heard attempts get here, so the back-off bounds these rows;
         // the moment an account locks is recorded once.
         audit::record(
@@ -91,19 +111,19 @@ async fn login(
                 target_id: None,
                 // People type passwords into the email field: keep the
                 // attempted identifier only when it is an address.
-                details: match Email::parse(&req.email) {
+                details: match Email::parse(email) {
                     Ok(email) => json!({ "email": email.as_str() }),
                     Err(_) => {
                         json!({ "email": null, "note": "identifier was not an email address" })
                     }
                 },
-                request_id: request_id.as_deref(),
+                request_id,
             },
         )
         .await?;
         return Err(ApiError::Unauthorized("invalid email or password".into()));
     };
-    state.sign_in.succeeded(&req.email).await?;
+    state.sign_in.succeeded(email).await?;
 
     let token = new_session_token();
     let expires_at = Utc::now() + state.session_ttl;
@@ -121,12 +141,12 @@ async fn login(
             target_type: Some("session"),
             target_id: Some(session.to_string()),
             details: json!({}),
-            request_id: request_id.as_deref(),
+            request_id,
         },
     )
     .await?;
     tx.commit().await?;
-    Ok(Json(LoginResponse { token, expires_at }))
+    Ok((token, expires_at, user.id))
 }
 
 /// Revoke the session used for this request.

@@ -1,0 +1,205 @@
+//! Sign-in to the dashboard and the extractor every page uses.
+//!
+//! The cookie holds an ordinary session token (`sessions`, hashed at rest),
+//! made by the same throttled, audited sign-in as `POST /v1/auth/login`, but
+//! only for users with a system role. The CSRF token is derived from the
+//! session token (SHA-256 with a label): a page from another origin can
+//! neither read the cookie nor compute it, and it needs no table.
+
+use super::page::{bare, PageError};
+use crate::auth::{authenticate, perm, Credential, Requires};
+use crate::error::ApiError;
+use crate::extract::{ClientAddr, RequestId};
+use crate::routes::session::sign_in;
+use crate::state::AppState;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Redirect, Response};
+use bizcontacts_domain::{SystemRole, UserId};
+use bizcontacts_security::{hashes_equal, SESSION_TOKEN_PREFIX};
+use bizcontacts_store::{sessions, users};
+use maud::html;
+use sha2::{Digest, Sha256};
+use std::marker::PhantomData;
+
+pub const COOKIE: &str = "bc_admin";
+
+/// A signed-in system-role user whose roles grant `P` (default: read).
+pub struct Operator<P = perm::AdminMonitor> {
+    pub user_id: UserId,
+    pub email: String,
+    pub roles: Vec<SystemRole>,
+    /// The token this session's forms must carry.
+    pub csrf: String,
+    pub session: bizcontacts_domain::SessionId,
+    _p: PhantomData<P>,
+}
+
+impl<P> Operator<P> {
+    pub fn role_label(&self) -> &'static str {
+        if self.roles.contains(&SystemRole::PlatformAdmin) {
+            "platform admin"
+        } else {
+            "support, read only"
+        }
+    }
+
+    /// Whether this operator may retry and cancel (the pages hide the
+    /// buttons otherwise; the actions check again).
+    pub fn can_operate(&self) -> bool {
+        self.roles.contains(&SystemRole::PlatformAdmin)
+    }
+
+    /// Refuse a form without this session's CSRF token.
+    pub fn check_csrf(&self, presented: Option<&str>) -> Result<(), PageError> {
+        match presented {
+            Some(t) if hashes_equal(t.as_bytes(), self.csrf.as_bytes()) => Ok(()),
+            _ => Err(ApiError::Forbidden(
+                "the form's CSRF token is missing or wrong; reload the page and try again".into(),
+            )
+            .into()),
+        }
+    }
+}
+
+fn csrf_of(token: &str) -> String {
+    let digest = Sha256::digest(format!("bizcontacts-admin-csrf:{token}").as_bytes());
+    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
+fn cookie_token(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE)
+        .map(|(_, value)| value)
+        .filter(|v| v.starts_with(SESSION_TOKEN_PREFIX))
+}
+
+impl<P: Requires> FromRequestParts<AppState> for Operator<P> {
+    type Rejection = PageError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, PageError> {
+        let token =
+            cookie_token(&parts.headers).ok_or_else(|| ApiError::Unauthorized("sign in".into()))?;
+        let principal = authenticate(state, token).await?;
+        let Credential::Session(session) = principal.credential else {
+            return Err(ApiError::Unauthorized("sign in".into()).into());
+        };
+        if !principal.system_permissions().contains(P::PERMISSION) {
+            return Err(ApiError::Forbidden(format!(
+                "this page or action needs the system permission {}",
+                P::PERMISSION
+            ))
+            .into());
+        }
+        let user = users::get(&state.store.pool, principal.user_id).await?;
+        Ok(Operator {
+            user_id: principal.user_id,
+            email: user.email,
+            roles: principal.system_roles,
+            csrf: csrf_of(token),
+            session,
+            _p: PhantomData,
+        })
+    }
+}
+
+fn login_page(message: Option<&str>) -> maud::Markup {
+    bare(
+        "Sign in",
+        html! {
+            @if let Some(m) = message { p.error { (m) } }
+            form.login method="post" action="/admin/login" {
+                label { "Email" input type="email" name="email" autocomplete="username" required; }
+                label { "Password" input type="password" name="password" autocomplete="current-password" required; }
+                button type="submit" { "Sign in" }
+            }
+            p.hint { "For platform administrators and support staff." }
+        },
+    )
+}
+
+pub async fn form() -> maud::Markup {
+    login_page(None)
+}
+
+#[derive(serde::Deserialize)]
+pub struct SignIn {
+    email: String,
+    password: String,
+}
+
+/// Sign in: the API's throttled sign-in, then a system role is required.
+pub async fn submit(
+    State(state): State<AppState>,
+    RequestId(request_id): RequestId,
+    ClientAddr(address): ClientAddr,
+    axum::Form(f): axum::Form<SignIn>,
+) -> Response {
+    let signed = sign_in(&state, &f.email, f.password, address, request_id.as_deref()).await;
+    let (token, _, user) = match signed {
+        Ok(s) => s,
+        Err(ApiError::Unauthorized(_)) => {
+            let page = login_page(Some("Wrong email or password."));
+            return (axum::http::StatusCode::UNAUTHORIZED, page).into_response();
+        }
+        Err(e) => return PageError(e).into_response(),
+    };
+    match users::system_roles(&state.store.pool, user).await {
+        Ok(roles) if !roles.is_empty() => {}
+        Ok(_) => {
+            // A tenant user: the session just made is ended at once.
+            let _ = revoke_token(&state, &token).await;
+            let page = login_page(Some(
+                "This account has no platform role; the dashboard is for platform staff.",
+            ));
+            return (axum::http::StatusCode::FORBIDDEN, page).into_response();
+        }
+        Err(e) => return PageError(e.into()).into_response(),
+    }
+    let mut res = Redirect::to("/admin").into_response();
+    let cookie = format!(
+        "{COOKIE}={token}; Path=/admin; HttpOnly; SameSite=Strict; Max-Age={}{}",
+        state.session_ttl.num_seconds(),
+        if state.secure_cookies { "; Secure" } else { "" }
+    );
+    res.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&cookie).expect("a token is visible ASCII"),
+    );
+    res
+}
+
+async fn revoke_token(state: &AppState, token: &str) -> Result<(), ApiError> {
+    if let Some(s) =
+        sessions::find_by_hash(&state.store.pool, &bizcontacts_security::token_hash(token)).await?
+    {
+        sessions::revoke(&state.store.pool, s.id).await?;
+    }
+    Ok(())
+}
+
+#[derive(serde::Deserialize)]
+pub struct CsrfOnly {
+    csrf: Option<String>,
+}
+
+pub async fn logout(
+    State(state): State<AppState>,
+    op: Operator,
+    axum::Form(f): axum::Form<CsrfOnly>,
+) -> Result<Response, PageError> {
+    op.check_csrf(f.csrf.as_deref())?;
+    sessions::revoke(&state.store.pool, op.session).await?;
+    let mut res = Redirect::to("/admin/login").into_response();
+    res.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static("bc_admin=; Path=/admin; HttpOnly; SameSite=Strict; Max-Age=0"),
+    );
+    Ok(res)
+}
