@@ -56,6 +56,25 @@ async fn kill_9_mid_job_loses_nothing_and_the_effect_happens_once() {
         .await
         .unwrap();
     assert_eq!(attempts, 2, "the killed run counted as an attempt");
+    // The killed run is on record (the admin dashboard's job page), ended
+    // by the lease expiring; the second, which succeeded in the handler's
+    // own transaction, is the job's row, run by another worker.
+    let runs: Vec<(i32, String, Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT attempt, outcome, error, worker_id FROM job_runs WHERE job_id = $1 ORDER BY ended_at",
+    )
+    .bind(id)
+    .fetch_all(&app.store.pool)
+    .await
+    .unwrap();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!((runs[0].0, runs[0].1.as_str()), (1, "queued"));
+    assert!(runs[0].2.as_deref().unwrap().contains("lease expired"));
+    let last: Option<String> = sqlx::query_scalar("SELECT worker_id FROM jobs WHERE id = $1")
+        .bind(id)
+        .fetch_one(&app.store.pool)
+        .await
+        .unwrap();
+    assert!(last.is_some() && last != runs[0].3, "two workers ran it");
 }
 
 #[tokio::test]

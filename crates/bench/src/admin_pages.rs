@@ -42,7 +42,7 @@ CROSS JOIN LATERAL (SELECT CASE WHEN i % 100 < 96 THEN 'succeeded' WHEN i % 100 
 
 /// The indexes the dashboard added, and the schema before them.
 const DROP_NEW: &str = "DROP INDEX jobs_failed_list; DROP INDEX jobs_last_error_trgm;
-    DROP INDEX jobs_kind_status; CREATE INDEX jobs_kind_status ON jobs (kind, status); ANALYZE jobs";
+    DROP INDEX jobs_kind_status_list; ANALYZE jobs";
 
 pub async fn run(
     settings: &Settings,

@@ -63,6 +63,20 @@ pub struct JobFilter {
     pub error_contains: Option<String>,
 }
 
+/// Job ids are uuid v7 ([`Ledger::enqueue_many`]): their first 48 bits are
+/// the creation time in ms, so a time range is an id range, which the
+/// primary key serves (a created_at filter alone read every newer job).
+/// The id comes from the enqueuing process's clock and `created_at` from
+/// Postgres's: the id range is widened by this margin and `created_at`
+/// still decides.
+const ID_CLOCK_MARGIN: chrono::Duration = chrono::Duration::minutes(5);
+
+/// The smallest uuid v7 of millisecond `t`.
+fn id_bound(t: DateTime<Utc>) -> Uuid {
+    let ms = t.timestamp_millis().max(0) as u64;
+    Uuid::from_u128(((ms as u128) << 80) | (0x7u128 << 76) | (0x8u128 << 60))
+}
+
 /// `text` as a LIKE pattern matching itself anywhere: its wildcards escaped.
 fn contains_pattern(text: &str) -> String {
     let escaped = text
@@ -321,6 +335,7 @@ impl Ledger {
                AND ($4::text IS NULL OR status = $4)
                AND ($5::timestamptz IS NULL OR created_at >= $5)
                AND ($6::timestamptz IS NULL OR created_at < $6)
+               AND ($10::uuid IS NULL OR id >= $10) AND ($11::uuid IS NULL OR id < $11)
                AND ($7::uuid IS NULL OR id < $7)
                AND ($9::text IS NULL OR last_error ILIKE $9)
              ORDER BY id DESC LIMIT $8"
@@ -334,6 +349,8 @@ impl Ledger {
         .bind(before)
         .bind(limit)
         .bind(f.error_contains.as_deref().map(contains_pattern))
+        .bind(f.created_after.map(|t| id_bound(t - ID_CLOCK_MARGIN)))
+        .bind(f.created_before.map(|t| id_bound(t + ID_CLOCK_MARGIN)))
         .fetch_all(&self.pool)
         .await?;
         Ok(rows
@@ -574,6 +591,18 @@ impl Ledger {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_time_is_the_lower_bound_of_its_ids() {
+        let t = chrono::Utc::now();
+        let id = uuid::Uuid::now_v7();
+        let (before, after) = (
+            super::id_bound(t - chrono::Duration::milliseconds(1)),
+            super::id_bound(t + chrono::Duration::seconds(1)),
+        );
+        assert!(before < id && id < after, "{before} < {id} < {after}");
+        assert_eq!(super::id_bound(t).get_version_num(), 7);
+    }
+
     #[test]
     fn error_text_is_matched_literally() {
         assert_eq!(super::contains_pattern("50%_a\\b"), "%50\\%\\_a\\\\b%");

@@ -104,7 +104,8 @@ pub async fn running_per_tenant(pool: &PgPool) -> Result<Vec<TenantLoad>, sqlx::
     .await
 }
 
-/// One ended run of a job (`job_runs`, written by a trigger when a run ends).
+/// One run of a job that ended without success (`job_runs`, written by a
+/// trigger); the run that succeeded is the jobs row itself.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct Run {
     pub attempt: i32,
@@ -116,7 +117,7 @@ pub struct Run {
     pub note: Option<String>,
 }
 
-/// A job's ended runs, first first (`job_runs_job`).
+/// A job's runs that ended without success, first first (`job_runs_job`).
 pub async fn runs(pool: &PgPool, job_id: Uuid) -> Result<Vec<Run>, sqlx::Error> {
     sqlx::query_as(
         "SELECT attempt, worker_id, started_at, ended_at, outcome, error, note

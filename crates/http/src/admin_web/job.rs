@@ -83,6 +83,7 @@ pub async fn page(
         _ => None,
     };
     let params = serde_json::to_string_pretty(&job.params).unwrap_or_default();
+    let current = matches!(job.status.as_str(), "running" | "succeeded");
     let terminal = matches!(
         job.status.as_str(),
         "succeeded" | "failed" | "dead" | "cancelled"
@@ -130,14 +131,22 @@ pub async fn page(
             tr { td { "finished" } td { (maybe_time(job.finished_at)) } }
         } }
         h2 { "Runs" }
-        @if runs.is_empty() { p.empty { "No run has ended yet." } } @else {
+        @if runs.is_empty() && !current { p.empty { "No run yet." } } @else {
             table.grid.runs { thead { tr { th.num { "attempt" } th { "worker" } th { "started" } th { "ended" } th { "outcome" } th { "error" } } }
-                tbody { @for r in &runs { tr {
-                    td.num { (r.attempt) } td { (r.worker_id.as_deref().unwrap_or("–")) }
-                    td { (maybe_time(r.started_at)) } td { (time(r.ended_at)) }
-                    td { (status(&r.outcome)) @if let Some(n) = &r.note { br; small { (n) } } }
-                    td.error { (r.error.as_deref().unwrap_or("")) }
-                } } } }
+                tbody {
+                    @for r in &runs { tr {
+                        td.num { (r.attempt) } td { (r.worker_id.as_deref().unwrap_or("–")) }
+                        td { (maybe_time(r.started_at)) } td { (time(r.ended_at)) }
+                        td { (status(&r.outcome)) @if let Some(n) = &r.note { br; small { (n) } } }
+                        td.error { (r.error.as_deref().unwrap_or("")) }
+                    } }
+                    // The running or succeeded run is the job's own row.
+                    @if current { tr {
+                        td.num { (job.attempts) } td { (job.worker_id.as_deref().unwrap_or("–")) }
+                        td { (maybe_time(job.started_at)) } td { (maybe_time(job.finished_at)) }
+                        td { (status(job.status.as_str())) } td {}
+                    } }
+                } }
         }
         h2 { "Params" }
         pre.params { (params) }
