@@ -28,9 +28,11 @@ fn client() -> reqwest::Client {
 /// Sign in through the form; the session cookie's `name=value`, or the
 /// status and body when refused.
 pub async fn sign_in(app: &TestApp, email: &str, password: &str) -> Result<String, (u16, String)> {
+    let (cookie, csrf) = login_form(app).await;
     let res = client()
         .post(app.url("/admin/login"))
-        .form(&[("email", email), ("password", password)])
+        .header(COOKIE, cookie)
+        .form(&[("email", email), ("password", password), ("csrf", &csrf)])
         .send()
         .await
         .unwrap();
@@ -50,6 +52,15 @@ pub async fn sign_in(app: &TestApp, email: &str, password: &str) -> Result<Strin
         }
         (s, _) => Err((s, res.text().await.unwrap())),
     }
+}
+
+/// The sign-in form: its cookie (`name=value`) and the token it carries.
+pub async fn login_form(app: &TestApp) -> (String, String) {
+    let form = client().get(app.url("/admin/login")).send().await.unwrap();
+    let cookie = form.headers()[SET_COOKIE].to_str().unwrap().to_string();
+    assert!(cookie.contains("Path=/admin/login") && cookie.contains("SameSite=Strict"));
+    let cookie = cookie.split(';').next().unwrap().to_string();
+    (cookie, csrf_in(&form.text().await.unwrap()))
 }
 
 async fn get(app: &TestApp, path: &str, cookie: &str) -> reqwest::Response {
@@ -103,6 +114,32 @@ async fn only_system_roles_get_in_and_only_admins_act() {
     assert!(body.contains("no platform role"), "{body}");
     let (status, _) = sign_in(&app, &admin.email, "wrong").await.unwrap_err();
     assert_eq!(status, 401);
+    // The sign-in form has its own CSRF guard: a post from elsewhere (no
+    // form cookie, or a token that is not the cookie's) signs nobody in.
+    let (form_cookie, token) = login_form(&app).await;
+    for (cookie, csrf) in [
+        ("".to_string(), token.clone()),
+        (form_cookie.clone(), "0".repeat(32)),
+        (form_cookie.clone(), String::new()),
+    ] {
+        let res = client()
+            .post(app.url("/admin/login"))
+            .header(COOKIE, cookie)
+            .form(&[
+                ("email", admin.email.as_str()),
+                ("password", &admin.password),
+                ("csrf", &csrf),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 403);
+        assert!(res
+            .headers()
+            .get_all(SET_COOKIE)
+            .iter()
+            .all(|c| !c.to_str().unwrap().starts_with("bc_admin=")));
+    }
 
     // Support reads every page, with no action buttons, and cannot act.
     let cookie = sign_in(&app, &support.email, &support.password)

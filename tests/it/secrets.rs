@@ -410,9 +410,22 @@ async fn planted_secrets_never_appear_in_clear() {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
+    let form = browser
+        .get(format!("{base}/admin/login"))
+        .send()
+        .await
+        .unwrap();
+    let form_cookie = form.headers()["set-cookie"].to_str().unwrap().to_string();
+    let form_cookie = form_cookie.split(';').next().unwrap().to_string();
+    let csrf = crate::admin_web::csrf_in(&form.text().await.unwrap());
     let signed_in = browser
         .post(format!("{base}/admin/login"))
-        .form(&[("email", "watcher@example.com"), ("password", PASSWORD)])
+        .header("cookie", form_cookie)
+        .form(&[
+            ("email", "watcher@example.com"),
+            ("password", PASSWORD),
+            ("csrf", &csrf),
+        ])
         .send()
         .await
         .unwrap();

@@ -82,18 +82,29 @@ pub async fn run(
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()?;
-    let res = http
-        .post(format!("{}/admin/login", intake.base))
-        .form(&[("email", email.as_str()), ("password", password)])
+    // The sign-in form's CSRF guard: its cookie and its hidden token.
+    let form = http
+        .get(format!("{}/admin/login", intake.base))
         .send()
         .await?;
-    let cookie = res
-        .headers()
-        .get("set-cookie")
-        .and_then(|c| c.to_str().ok())
-        .and_then(|c| c.split(';').next())
-        .map(str::to_string)
-        .ok_or_else(|| anyhow::anyhow!("sign-in failed: {}", res.status()))?;
+    let form_cookie = cookie_of(&form)?;
+    let html = form.text().await?;
+    let at = html
+        .find("name=\"csrf\" value=\"")
+        .ok_or_else(|| anyhow::anyhow!("no CSRF token in the sign-in form"))?
+        + 19;
+    let token = html[at..at + 32].to_string();
+    let res = http
+        .post(format!("{}/admin/login", intake.base))
+        .header("cookie", form_cookie)
+        .form(&[
+            ("email", email.as_str()),
+            ("password", password),
+            ("csrf", &token),
+        ])
+        .send()
+        .await?;
+    let cookie = cookie_of(&res)?;
 
     let (tenant, failed, middle): (uuid::Uuid, uuid::Uuid, uuid::Uuid) = sqlx::query_as(
         "SELECT (SELECT id FROM tenants ORDER BY id LIMIT 1),
@@ -150,6 +161,16 @@ pub async fn run(
     drop(intake);
     cleanup_redis(&redis).await;
     Ok(())
+}
+
+/// The `name=value` of a response's cookie.
+fn cookie_of(res: &reqwest::Response) -> anyhow::Result<String> {
+    res.headers()
+        .get("set-cookie")
+        .and_then(|c| c.to_str().ok())
+        .and_then(|c| c.split(';').next())
+        .map(str::to_string)
+        .ok_or_else(|| anyhow::anyhow!("no cookie: {}", res.status()))
 }
 
 /// (p50, p99) in ms of `repeat` sequential GETs of each page, after one warm-up.

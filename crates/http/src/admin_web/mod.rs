@@ -48,6 +48,8 @@ pub fn router() -> Router<AppState> {
         .route("/admin/schedules", get(schedules::page))
         .route("/admin/tenants", get(tenants::page))
         .route("/admin/assets/{file}", get(asset))
+        // Forms are small (a bulk action of 200 ids is 8 KB).
+        .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
         .layer(axum::middleware::from_fn(page::headers))
 }
 

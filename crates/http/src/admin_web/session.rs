@@ -14,7 +14,7 @@ use crate::routes::session::sign_in;
 use crate::state::AppState;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, HeaderValue};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use bizcontacts_domain::{SystemRole, UserId};
 use bizcontacts_security::{hashes_equal, SESSION_TOKEN_PREFIX};
@@ -68,16 +68,19 @@ fn csrf_of(token: &str) -> String {
     digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
 }
 
-fn cookie_token(headers: &HeaderMap) -> Option<&str> {
+fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
+        .find(|(n, _)| *n == name)
         .map(|(_, value)| value)
-        .filter(|v| v.starts_with(SESSION_TOKEN_PREFIX))
+}
+
+fn cookie_token(headers: &HeaderMap) -> Option<&str> {
+    cookie_value(headers, COOKIE).filter(|v| v.starts_with(SESSION_TOKEN_PREFIX))
 }
 
 impl<P: Requires> FromRequestParts<AppState> for Operator<P> {
@@ -109,29 +112,51 @@ impl<P: Requires> FromRequestParts<AppState> for Operator<P> {
     }
 }
 
-fn login_page(message: Option<&str>) -> maud::Markup {
-    bare(
+/// The sign-in form's own CSRF guard (there is no session yet): a random
+/// value in a cookie scoped to the form, and the same value in the form
+/// (double submit). A page on another origin can neither read the cookie
+/// nor make the browser send it (`SameSite=Strict`), so it cannot sign a
+/// victim in to the attacker's account.
+const LOGIN_COOKIE: &str = "bc_admin_login";
+
+fn login_page(status: StatusCode, message: Option<&str>, secure: bool) -> Response {
+    let token: String = (0..16)
+        .map(|_| format!("{:02x}", rand::random::<u8>()))
+        .collect();
+    let page = bare(
         "Sign in",
         html! {
             @if let Some(m) = message { p.error { (m) } }
             form.login method="post" action="/admin/login" {
+                input type="hidden" name="csrf" value=(token);
                 label { "Email" input type="email" name="email" autocomplete="username" required; }
                 label { "Password" input type="password" name="password" autocomplete="current-password" required; }
                 button type="submit" { "Sign in" }
             }
             p.hint { "For platform administrators and support staff." }
         },
-    )
+    );
+    let cookie = format!(
+        "{LOGIN_COOKIE}={token}; Path=/admin/login; HttpOnly; SameSite=Strict; Max-Age=3600{}",
+        if secure { "; Secure" } else { "" }
+    );
+    let mut res = (status, page).into_response();
+    res.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&cookie).expect("hex is visible ASCII"),
+    );
+    res
 }
 
-pub async fn form() -> maud::Markup {
-    login_page(None)
+pub async fn form(State(state): State<AppState>) -> Response {
+    login_page(StatusCode::OK, None, state.secure_cookies)
 }
 
 #[derive(serde::Deserialize)]
 pub struct SignIn {
     email: String,
     password: String,
+    csrf: Option<String>,
 }
 
 /// Sign in: the API's throttled sign-in, then a system role is required.
@@ -139,14 +164,28 @@ pub async fn submit(
     State(state): State<AppState>,
     RequestId(request_id): RequestId,
     ClientAddr(address): ClientAddr,
+    headers: HeaderMap,
     axum::Form(f): axum::Form<SignIn>,
 ) -> Response {
+    let secure = state.secure_cookies;
+    let expected = cookie_value(&headers, LOGIN_COOKIE);
+    let matches = match (expected, f.csrf.as_deref()) {
+        (Some(a), Some(b)) => !a.is_empty() && hashes_equal(a.as_bytes(), b.as_bytes()),
+        _ => false,
+    };
+    if !matches {
+        let message = "The sign-in form expired or did not come from this site; try again.";
+        return login_page(StatusCode::FORBIDDEN, Some(message), secure);
+    }
     let signed = sign_in(&state, &f.email, f.password, address, request_id.as_deref()).await;
     let (token, _, user) = match signed {
         Ok(s) => s,
         Err(ApiError::Unauthorized(_)) => {
-            let page = login_page(Some("Wrong email or password."));
-            return (axum::http::StatusCode::UNAUTHORIZED, page).into_response();
+            return login_page(
+                StatusCode::UNAUTHORIZED,
+                Some("Wrong email or password."),
+                secure,
+            );
         }
         Err(e) => return PageError(e).into_response(),
     };
@@ -155,10 +194,8 @@ pub async fn submit(
         Ok(_) => {
             // A tenant user: the session just made is ended at once.
             let _ = revoke_token(&state, &token).await;
-            let page = login_page(Some(
-                "This account has no platform role; the dashboard is for platform staff.",
-            ));
-            return (axum::http::StatusCode::FORBIDDEN, page).into_response();
+            let message = "This account has no platform role; the dashboard is for platform staff.";
+            return login_page(StatusCode::FORBIDDEN, Some(message), secure);
         }
         Err(e) => return PageError(e.into()).into_response(),
     }
