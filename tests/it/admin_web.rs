@@ -46,8 +46,8 @@ pub async fn sign_in(app: &TestApp, email: &str, password: &str) -> Result<Strin
             assert!(c.contains("HttpOnly"), "{c}");
             assert!(c.contains("SameSite=Strict"), "{c}");
             assert!(c.contains("Path=/admin"), "{c}");
-            // Local settings: plain HTTP, so not Secure (production is).
-            assert!(!c.contains("Secure;") && !c.ends_with("Secure"), "{c}");
+            // Test settings: plain HTTP, so not Secure (production is, below).
+            assert!(!c.contains("Secure"), "{c}");
             Ok(c.split(';').next().unwrap().to_string())
         }
         (s, _) => Err((s, res.text().await.unwrap())),
@@ -356,4 +356,33 @@ fn grafana_dashboard_names_only_recorded_metrics() {
         }
     }
     assert!(seen >= 10, "the dashboard charts the job metrics");
+}
+
+/// In production (served behind TLS) both cookies are `Secure`.
+#[tokio::test]
+async fn production_cookies_are_secure() {
+    let app =
+        TestApp::spawn_with(TestDb::new().await, |s| s.environment = "production".into()).await;
+    let admin = app.system_user(SystemRole::PlatformAdmin).await;
+    let form = client().get(app.url("/admin/login")).send().await.unwrap();
+    let form_cookie = form.headers()[SET_COOKIE].to_str().unwrap().to_string();
+    assert!(form_cookie.ends_with("; Secure"), "{form_cookie}");
+    let csrf = csrf_in(&form.text().await.unwrap());
+    let res = client()
+        .post(app.url("/admin/login"))
+        .header(COOKIE, form_cookie.split(';').next().unwrap())
+        .form(&[
+            ("email", admin.email.as_str()),
+            ("password", &admin.password),
+            ("csrf", &csrf),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let session = res.headers()[SET_COOKIE].to_str().unwrap();
+    assert!(
+        session.starts_with("bc_admin=") && session.ends_with("; Secure"),
+        "{session}"
+    );
 }
