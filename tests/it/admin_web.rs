@@ -29,13 +29,7 @@ fn client() -> reqwest::Client {
 /// status and body when refused.
 pub async fn sign_in(app: &TestApp, email: &str, password: &str) -> Result<String, (u16, String)> {
     let (cookie, csrf) = login_form(app).await;
-    let res = client()
-        .post(app.url("/admin/login"))
-        .header(COOKIE, cookie)
-        .form(&[("email", email), ("password", password), ("csrf", &csrf)])
-        .send()
-        .await
-        .unwrap();
+    let res = post_login(app, &cookie, email, password, &csrf).await;
     let status = res.status().as_u16();
     let cookie = res
         .headers()
@@ -52,6 +46,23 @@ pub async fn sign_in(app: &TestApp, email: &str, password: &str) -> Result<Strin
         }
         (s, _) => Err((s, res.text().await.unwrap())),
     }
+}
+
+/// Post the sign-in form with this form cookie (`name=value`) and token.
+async fn post_login(
+    app: &TestApp,
+    cookie: &str,
+    email: &str,
+    password: &str,
+    csrf: &str,
+) -> reqwest::Response {
+    client()
+        .post(app.url("/admin/login"))
+        .header(COOKIE, cookie)
+        .form(&[("email", email), ("password", password), ("csrf", csrf)])
+        .send()
+        .await
+        .unwrap()
 }
 
 /// The sign-in form: its cookie (`name=value`) and the token it carries.
@@ -122,17 +133,7 @@ async fn only_system_roles_get_in_and_only_admins_act() {
         (form_cookie.clone(), "0".repeat(32)),
         (form_cookie.clone(), String::new()),
     ] {
-        let res = client()
-            .post(app.url("/admin/login"))
-            .header(COOKIE, cookie)
-            .form(&[
-                ("email", admin.email.as_str()),
-                ("password", &admin.password),
-                ("csrf", &csrf),
-            ])
-            .send()
-            .await
-            .unwrap();
+        let res = post_login(&app, &cookie, &admin.email, &admin.password, &csrf).await;
         assert_eq!(res.status(), 403);
         assert!(res
             .headers()
@@ -368,17 +369,8 @@ async fn production_cookies_are_secure() {
     let form_cookie = form.headers()[SET_COOKIE].to_str().unwrap().to_string();
     assert!(form_cookie.ends_with("; Secure"), "{form_cookie}");
     let csrf = csrf_in(&form.text().await.unwrap());
-    let res = client()
-        .post(app.url("/admin/login"))
-        .header(COOKIE, form_cookie.split(';').next().unwrap())
-        .form(&[
-            ("email", admin.email.as_str()),
-            ("password", &admin.password),
-            ("csrf", &csrf),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let cookie = form_cookie.split(';').next().unwrap();
+    let res = post_login(&app, cookie, &admin.email, &admin.password, &csrf).await;
     assert_eq!(res.status(), 303);
     let session = res.headers()[SET_COOKIE].to_str().unwrap();
     assert!(
