@@ -320,6 +320,14 @@ async fn every_action_needs_the_sessions_csrf_token() {
     .await
     .unwrap();
     assert_eq!(via, "admin dashboard");
+    // A cancelled job offers neither cancel nor retry (only failed and dead
+    // jobs can be retried).
+    let html = get(&app, &format!("/admin/jobs/{id}"), &cookie)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!html.contains("id=\"retry\"") && !html.contains("id=\"cancel\""));
 }
 
 /// The Grafana dashboard (deploy/grafana) charts only metrics the code

@@ -1,6 +1,7 @@
 //! One job: params (secrets never enter them: handlers read those from
-//! their encrypted stores), progress, the timeline, each ended run with its
-//! worker and error, the batch or CRM connection it belongs to; retry and
+//! their encrypted stores), progress, the timeline, each run with its
+//! worker and error (failed ones from `job_runs`, the running or succeeded
+//! one from the job's row), the batch or CRM connection it belongs to; retry and
 //! cancel for platform admins.
 
 use super::page::{maybe_time, status, time, PageError};
@@ -44,21 +45,15 @@ pub async fn act<P>(
         Action::Retry => (state.ledger.retry(id).await?, "job.retried"),
         Action::Cancel => (state.ledger.cancel(None, id).await?, "job.cancelled"),
     };
-    let actor = audit::Actor {
-        user_id: Some(op.user_id),
-        api_key_id: None,
-    };
     audit::record(
         &state.store.pool,
-        audit::NewEvent {
-            tenant_id: job.tenant_id,
-            actor,
-            action: event,
-            target_type: Some("job"),
-            target_id: Some(id.to_string()),
-            details: json!({ "kind": job.kind, "via": "admin dashboard" }),
+        op.principal.event(
+            job.tenant_id,
+            event,
+            ("job", id.to_string()),
+            json!({ "kind": job.kind, "via": "admin dashboard" }),
             request_id,
-        },
+        ),
     )
     .await?;
     Ok(())
@@ -107,7 +102,8 @@ pub async fn page(
         }
         @if op.can_operate() {
             div.actions {
-                @if matches!(job.status.as_str(), "failed" | "dead" | "cancelled") {
+                // What `Ledger::retry` takes: a failed or dead job.
+                @if matches!(job.status.as_str(), "failed" | "dead") {
                     form method="post" action={ "/admin/jobs/" (id) "/retry" } {
                         input type="hidden" name="csrf" value=(op.csrf);
                         button #retry type="submit" { "Retry" }

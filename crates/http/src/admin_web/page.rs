@@ -147,6 +147,10 @@ impl IntoResponse for PageError {
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
+        let retry_after = match &self.0 {
+            ApiError::Throttled { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        };
         let detail = if status == StatusCode::INTERNAL_SERVER_ERROR {
             // Logged by the API error's own rendering; never echoed.
             let _ = self.0.into_response();
@@ -166,7 +170,13 @@ impl IntoResponse for PageError {
             title,
             html! { p.error { (detail) } p { a href="/admin" { "Back to the dashboard" } } },
         );
-        (status, body).into_response()
+        let mut res = (status, body).into_response();
+        if let Some(secs) = retry_after {
+            // Sign-in back-off: the browser's user sees the wait, a script its header.
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        }
+        res
     }
 }
 

@@ -7,7 +7,7 @@
 //! neither read the cookie nor compute it, and it needs no table.
 
 use super::page::{bare, PageError};
-use crate::auth::{authenticate, perm, Credential, Requires};
+use crate::auth::{authenticate, perm, Credential, Principal, Requires};
 use crate::error::ApiError;
 use crate::extract::{ClientAddr, RequestId};
 use crate::routes::session::sign_in;
@@ -16,7 +16,7 @@ use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use bizcontacts_domain::{SystemRole, UserId};
+use bizcontacts_domain::SystemRole;
 use bizcontacts_security::{hashes_equal, SESSION_TOKEN_PREFIX};
 use bizcontacts_store::{sessions, users};
 use maud::html;
@@ -27,9 +27,9 @@ pub const COOKIE: &str = "bc_admin";
 
 /// A signed-in system-role user whose roles grant `P` (default: read).
 pub struct Operator<P = perm::AdminMonitor> {
-    pub user_id: UserId,
+    /// Who acts, for audit events ([`crate::auth::Principal::event`]).
+    pub principal: Principal,
     pub email: String,
-    pub roles: Vec<SystemRole>,
     /// The token this session's forms must carry.
     pub csrf: String,
     pub session: bizcontacts_domain::SessionId,
@@ -38,7 +38,7 @@ pub struct Operator<P = perm::AdminMonitor> {
 
 impl<P> Operator<P> {
     pub fn role_label(&self) -> &'static str {
-        if self.roles.contains(&SystemRole::PlatformAdmin) {
+        if self.can_operate() {
             "platform admin"
         } else {
             "support, read only"
@@ -48,7 +48,9 @@ impl<P> Operator<P> {
     /// Whether this operator may retry and cancel (the pages hide the
     /// buttons otherwise; the actions check again).
     pub fn can_operate(&self) -> bool {
-        self.roles.contains(&SystemRole::PlatformAdmin)
+        self.principal
+            .system_roles
+            .contains(&SystemRole::PlatformAdmin)
     }
 
     /// Refuse a form without this session's CSRF token.
@@ -102,9 +104,8 @@ impl<P: Requires> FromRequestParts<AppState> for Operator<P> {
         }
         let user = users::get(&state.store.pool, principal.user_id).await?;
         Ok(Operator {
-            user_id: principal.user_id,
+            principal,
             email: user.email,
-            roles: principal.system_roles,
             csrf: csrf_of(token),
             session,
             _p: PhantomData,
