@@ -84,6 +84,8 @@ pub struct DedupeJob {
     pub max_block_size: usize,
     /// Rows (or contacts, when sweeping) per transaction.
     pub chunk: i64,
+    /// `dedupe.recent_keys_max`.
+    pub recent_keys_max: i64,
 }
 
 #[async_trait]
@@ -110,6 +112,23 @@ impl Worker for DedupeJob {
 }
 
 impl DedupeJob {
+    /// [`corpus::move_recent_keys`] at the end of a chunk, logged when keys
+    /// moved: a move holds the corpus lock for seconds at millions of keys.
+    pub(crate) async fn move_recent_keys(
+        &self,
+        tx: &mut sqlx::PgConnection,
+    ) -> Result<(), JobError> {
+        let started = std::time::Instant::now();
+        let moved = corpus::move_recent_keys(tx, self.recent_keys_max)
+            .await
+            .context("moving recent keys")?;
+        if moved > 0 {
+            let ms = started.elapsed().as_millis() as u64;
+            tracing::info!(moved, ms, "recent blocking keys moved into the main index");
+        }
+        Ok(())
+    }
+
     async fn take_in(&self, ctx: &mut JobContext, import_id: Uuid) -> Result<(), JobError> {
         let pool = ctx.pool().clone();
         let batch = match imports::get(&pool, ctx.tenant_id, import_id).await {
@@ -229,6 +248,7 @@ impl DedupeJob {
             corpus::write(&mut tx, import_id, &plan.into_writes())
                 .await
                 .context("writing merges")?;
+            self.move_recent_keys(&mut tx).await?;
             tx.commit().await?;
             done += rows.len() as i64;
             if corpus::analyze_due(done, rows.len() as i64, total) {

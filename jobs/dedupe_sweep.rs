@@ -17,7 +17,7 @@ use anyhow::Context;
 use bizcontacts_matching::{distinct_block_ids, BlockId, Prepared, Verdict};
 use bizcontacts_queue::handler::{JobContext, JobError};
 use bizcontacts_store::{corpus, sweeps};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use uuid::Uuid;
 
 pub async fn run(ctx: &mut JobContext, job: &DedupeJob, apply: bool) -> Result<(), JobError> {
@@ -57,12 +57,23 @@ pub async fn run(ctx: &mut JobContext, job: &DedupeJob, apply: bool) -> Result<(
             .iter()
             .flat_map(|(id, p)| p.block_ids().into_iter().map(move |k| (k, *id)))
             .collect();
-        corpus::add_keys(&mut tx, &filed)
-            .await
-            .context("filing current keys")?;
-        let (hits, _) = corpus::by_keys(&mut *tx, &keys, job.max_block_size)
+        let (mut hits, capped) = corpus::by_keys(&mut *tx, &keys, job.max_block_size)
             .await
             .context("key lookup")?;
+        // File only what a contact lacks: re-filing every key would send
+        // the whole corpus through the recent level. (A key over the cap
+        // is filed again; the move into the main index keeps one.)
+        let known: HashSet<(BlockId, Uuid)> = hits.iter().copied().collect();
+        let missing: Vec<(BlockId, Uuid)> =
+            filed.into_iter().filter(|p| !known.contains(p)).collect();
+        corpus::add_keys(&mut tx, &missing)
+            .await
+            .context("filing current keys")?;
+        hits.extend(
+            missing
+                .iter()
+                .filter(|(k, _)| capped.binary_search(k).is_err()),
+        );
         let mut by_key: HashMap<BlockId, Vec<Uuid>> = HashMap::new();
         for (k, id) in &hits {
             by_key.entry(*k).or_default().push(*id);
@@ -142,6 +153,7 @@ pub async fn run(ctx: &mut JobContext, job: &DedupeJob, apply: bool) -> Result<(
         )
         .await
         .context("recording the chunk")?;
+        job.move_recent_keys(&mut tx).await?;
         tx.commit().await?;
         let message = format!(
             "{} candidate pairs, {} merged",

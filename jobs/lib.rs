@@ -60,6 +60,7 @@ pub fn registry(
         ),
         max_block_size: dedupe.max_block_size,
         chunk: dedupe.chunk_rows.max(1),
+        recent_keys_max: dedupe.recent_keys_max,
     };
     let registry = Registry::default()
         .with(QuotaReset)

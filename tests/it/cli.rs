@@ -267,7 +267,7 @@ async fn seed_fills_the_corpus_through_the_import_path() {
     // contact (provenance), contacts with blocking keys, a finished batch.
     assert_eq!(count("SELECT count(*) FROM staged_rows WHERE import_id = $1 AND status = 'merged' AND contact_id IS NOT NULL").await, 1200);
     assert_eq!(count("SELECT count(*) FROM contacts c WHERE c.active AND EXISTS (SELECT 1 FROM staged_rows s WHERE s.import_id = $1 AND s.contact_id = c.id)").await, 1200);
-    assert!(count("SELECT count(*) FROM contact_keys k JOIN staged_rows s ON s.contact_id = k.contact_id WHERE s.import_id = $1").await >= 1200 * 3);
+    assert!(count("SELECT count(*) FROM contact_keys_filed k JOIN staged_rows s ON s.contact_id = k.contact_id WHERE s.import_id = $1").await >= 1200 * 3);
     assert_eq!(count("SELECT count(*) FROM imports WHERE id = $1 AND status = 'staged' AND merged_rows + created_rows = 1200").await, 1);
     // Realistic spread: several countries, categories, segments and types.
     let spread: (i64, i64, i64, i64) = sqlx::query_as(

@@ -392,6 +392,46 @@ async fn parallel_dedupe_jobs_on_the_same_contacts_create_each_once() {
 }
 
 #[tokio::test]
+async fn keys_moved_into_the_main_index_still_find_their_contacts() {
+    let t = Imports::new(PackageName::Enterprise).await;
+    // Small chunks and a small recent level: keys move every few chunks.
+    let mut app = t.app;
+    app.settings.dedupe.chunk_rows = 20;
+    app.settings.dedupe.recent_keys_max = 150;
+    let t = Imports { app, ..t };
+    let _worker = t.app.worker().await;
+    let count = |sql: &'static str| {
+        let pool = t.app.store.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    let a = t.merged(&overlapping(0)).await;
+    // 300 contacts, two keys each (email, company + city).
+    let (settled, recent, taken) = (
+        count("SELECT count(*) FROM contact_keys").await,
+        count("SELECT count(*) FROM contact_keys_recent").await,
+        count("SELECT keys FROM contact_keys_recent_count").await,
+    );
+    // 40 keys a chunk: a move after every fourth of the 15 chunks; the last
+    // three chunks' keys wait.
+    assert_eq!((settled, recent), (480, 120));
+    assert_eq!(taken, recent);
+    // The same businesses again: each is found, in whichever level its keys are.
+    let b = t.merged(&overlapping(1)).await;
+    assert_eq!(t.links(&a).await, t.links(&b).await);
+    assert_eq!(active_contacts(&t.app).await, 300);
+    let filed = count("SELECT count(*) FROM contact_keys_filed").await;
+    let distinct =
+        count("SELECT count(*) FROM (SELECT DISTINCT key, contact_id FROM contact_keys_filed) k")
+            .await;
+    assert_eq!((filed, distinct), (600, 600), "no key filed twice");
+}
+
+#[tokio::test]
 async fn a_worker_killed_mid_dedupe_leaves_no_second_contact() {
     let mut app = TestApp::spawn().await;
     app.settings.dedupe.chunk_rows = 200;
@@ -514,7 +554,7 @@ async fn quarantine_withdraws_a_batch_and_contacts_fall_back() {
     let filed = |key: &'static str| {
         let pool = t.app.store.pool.clone();
         async move {
-            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM contact_keys WHERE key = $1")
+            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM contact_keys_filed WHERE key = $1")
                 .bind(bizcontacts_matching::block_id(key))
                 .fetch_one(&pool)
                 .await

@@ -200,6 +200,11 @@ pub struct DedupeSettings {
     pub model_file: String,
     /// Rows (or contacts, when sweeping) per transaction.
     pub chunk_rows: i64,
+    /// Blocking keys filed in the small recent level before they move, in
+    /// one sorted pass, into the big one (`contact_keys_recent`'s migration
+    /// says why). Larger: fewer moves, each touching the whole big index;
+    /// smaller: a recent level that stays in shared buffers.
+    pub recent_keys_max: i64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

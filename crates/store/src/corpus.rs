@@ -122,7 +122,7 @@ pub fn analyze_due(done: i64, chunk: i64, total: i64) -> bool {
 }
 
 pub async fn analyze(db: impl PgExecutor<'_>) -> Result<()> {
-    sqlx::raw_sql("ANALYZE contacts; ANALYZE contact_keys")
+    sqlx::raw_sql("ANALYZE contacts; ANALYZE contact_keys; ANALYZE contact_keys_recent")
         .execute(db)
         .await?;
     Ok(())
@@ -192,21 +192,31 @@ pub async fn load(db: impl PgExecutor<'_>, ids: &[Uuid]) -> Result<Vec<Contact>>
 
 /// The contacts filed under any of `keys`, as (key, contact) pairs, and
 /// the keys filed under more than `cap` contacts, which are left out: each
-/// key reads at most `cap + 1` index entries, so a key every contact shares
-/// costs no more than a rare one.
+/// key reads at most `cap + 1` index entries per level, so a key every
+/// contact shares costs no more than a rare one.
+///
+/// A pair may be in both levels (a key filed again while its first filing
+/// waits in `contact_keys_recent`); it counts once. A key over the cap in
+/// all shows `cap + 1` distinct contacts in one level or the other.
 pub async fn by_keys(
     db: impl PgExecutor<'_>,
     keys: &[BlockId],
     cap: usize,
 ) -> Result<(Vec<(BlockId, Uuid)>, Vec<BlockId>)> {
-    let hits: Vec<(BlockId, Uuid)> = sqlx::query_as(
+    let mut hits: Vec<(BlockId, Uuid)> = sqlx::query_as(
         "SELECT k.key, c.contact_id FROM UNNEST($1::bigint[]) AS k(key)
-         CROSS JOIN LATERAL (SELECT contact_id FROM contact_keys WHERE key = k.key LIMIT $2) c",
+         CROSS JOIN LATERAL (
+             (SELECT contact_id FROM contact_keys WHERE key = k.key LIMIT $2)
+             UNION ALL
+             (SELECT contact_id FROM contact_keys_recent WHERE key = k.key LIMIT $2)
+         ) c",
     )
     .bind(keys)
     .bind(cap as i64 + 1)
     .fetch_all(db)
     .await?;
+    hits.sort_unstable();
+    hits.dedup();
     let mut per_key: HashMap<BlockId, usize> = HashMap::new();
     for (k, _) in &hits {
         *per_key.entry(*k).or_default() += 1;
@@ -480,20 +490,65 @@ pub async fn write(tx: &mut PgConnection, import_id: Uuid, w: &ChunkWrites) -> R
 
 /// File contacts under keys (those they have already are left alone): how
 /// a sweep brings contacts filed before a key was added up to date.
+///
+/// New keys go to `contact_keys_recent` (see its migration for why);
+/// [`move_recent_keys`] moves them on. A pair `contact_keys` already holds
+/// is not looked for there (a probe of the big index per key, what the
+/// recent level saves): it is filed twice until the move, which keeps one,
+/// and [`by_keys`] counts it once.
 pub async fn add_keys(tx: &mut PgConnection, keys: &[(BlockId, Uuid)]) -> Result<()> {
     if keys.is_empty() {
         return Ok(());
     }
     let (k, c): (Vec<BlockId>, Vec<Uuid>) = keys.iter().copied().unzip();
-    sqlx::query(
-        "INSERT INTO contact_keys (key, contact_id)
+    let added = sqlx::query(
+        "INSERT INTO contact_keys_recent (key, contact_id)
          SELECT * FROM UNNEST($1::bigint[], $2::uuid[]) ON CONFLICT DO NOTHING",
     )
     .bind(&k)
     .bind(&c)
-    .execute(tx)
-    .await?;
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if added > 0 {
+        sqlx::query("UPDATE contact_keys_recent_count SET keys = keys + $1")
+            .bind(added as i64)
+            .execute(&mut *tx)
+            .await?;
+    }
     Ok(())
+}
+
+/// Once `contact_keys_recent` has taken `max` keys, move them all into
+/// `contact_keys` in key order, in the caller's transaction (under the
+/// corpus lock, which every reader of the recent level holds too, so the
+/// `TRUNCATE` waits for no one). Returns how many keys moved.
+///
+/// The move touches each leaf of the big index once, however many keys
+/// land in it; filing the same keys one chunk at a time touched a leaf per
+/// key, and after each checkpoint wrote it whole to the WAL.
+pub async fn move_recent_keys(tx: &mut PgConnection, max: i64) -> Result<u64> {
+    let taken: i64 = sqlx::query_scalar("SELECT keys FROM contact_keys_recent_count")
+        .fetch_one(&mut *tx)
+        .await?;
+    if taken < max.max(1) {
+        return Ok(0);
+    }
+    let moved = sqlx::query(
+        "INSERT INTO contact_keys (key, contact_id)
+         SELECT key, contact_id FROM contact_keys_recent ORDER BY key, contact_id
+         ON CONFLICT DO NOTHING",
+    )
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    for sql in [
+        "TRUNCATE contact_keys_recent",
+        "UPDATE contact_keys_recent_count SET keys = 0",
+    ] {
+        sqlx::query(sql).execute(&mut *tx).await?;
+    }
+    Ok(moved)
 }
 
 /// A row merged into a contact, as rederiving reads it.
@@ -546,11 +601,14 @@ pub(crate) fn keys_of<'a>(rows: impl Iterator<Item = &'a Contribution>) -> Vec<(
 
 /// `contact_keys` has no index by contact (it would double the cost of
 /// filing keys at millions of contacts): keys are removed by recomputing
-/// them from the rows that filed them.
+/// them from the rows that filed them, from both levels.
 pub(crate) async fn remove_keys(tx: &mut PgConnection, keys: &[(BlockId, Uuid)]) -> Result<()> {
     let (k, c): (Vec<BlockId>, Vec<Uuid>) = keys.iter().copied().unzip();
     sqlx::query(
-        "DELETE FROM contact_keys c USING UNNEST($1::bigint[], $2::uuid[]) AS t(key, contact_id)
+        "WITH t AS (SELECT * FROM UNNEST($1::bigint[], $2::uuid[]) AS t(key, contact_id)),
+              settled AS (DELETE FROM contact_keys c USING t
+                          WHERE c.key = t.key AND c.contact_id = t.contact_id)
+         DELETE FROM contact_keys_recent c USING t
          WHERE c.key = t.key AND c.contact_id = t.contact_id",
     )
     .bind(&k)
