@@ -19,7 +19,7 @@ use anyhow::Context;
 use async_trait::async_trait;
 use bizcontacts_domain::batch::Source;
 use bizcontacts_domain::Permission;
-use bizcontacts_matching::{distinct_block_ids, Matcher, Prepared};
+use bizcontacts_matching::{BlockId, Keyed, Matcher};
 use bizcontacts_queue::args::{JobArgs, Worker};
 use bizcontacts_queue::handler::{JobContext, JobError, RetryPolicy, Starter};
 use bizcontacts_store::{corpus, erasure, imports, staged_rows, StoreError};
@@ -194,11 +194,13 @@ impl DedupeJob {
                 };
                 targets.push(resolved);
             }
-            let prepared: Vec<Prepared> = rows
+            let keyed: Vec<Keyed> = rows
                 .iter()
-                .map(|r| Prepared::new(&r.values.record()))
+                .map(|r| Keyed::new(&r.values.record()))
                 .collect();
-            let keys = distinct_block_ids(&prepared);
+            let mut keys: Vec<BlockId> = keyed.iter().flat_map(|k| k.block_ids.clone()).collect();
+            keys.sort_unstable();
+            keys.dedup();
             let (hits, over_cap) = corpus::by_keys(&mut *tx, &keys, self.max_block_size)
                 .await
                 .context("key lookup")?;
@@ -213,8 +215,10 @@ impl DedupeJob {
                 .await
                 .context("loading contacts")?;
 
-            let mut tombstones: Vec<_> =
-                prepared.iter().flat_map(Prepared::tombstone_ids).collect();
+            let mut tombstones: Vec<BlockId> = keyed
+                .iter()
+                .flat_map(|k| k.tombstone_ids.iter().copied())
+                .collect();
             tombstones.sort_unstable();
             tombstones.dedup();
             let erased = erasure::by_keys(&mut *tx, &tombstones)
@@ -228,7 +232,7 @@ impl DedupeJob {
                 over_cap,
             )
             .with_erased(erased);
-            for ((row, target), prepared) in rows.iter().zip(&targets).zip(prepared) {
+            for ((row, target), keyed) in rows.iter().zip(&targets).zip(keyed) {
                 let excluded: Vec<Uuid> = decisions
                     .get(&row.id)
                     .map(|d| {
@@ -238,7 +242,7 @@ impl DedupeJob {
                             .collect()
                     })
                     .unwrap_or_default();
-                match plan.place(row, prepared, *target, &excluded, correction) {
+                match plan.place(row, keyed, *target, &excluded, correction) {
                     Placed::Merged => merged += 1,
                     Placed::Created => created += 1,
                     Placed::Possible => waiting += 1,

@@ -12,7 +12,7 @@
 //! in it strongly disagrees with the row (A = B and B = C with A and C
 //! clearly two people sends C to a reviewer, rather than merging all three).
 
-use bizcontacts_matching::{model, BlockId, Explanation, Matcher, Prepared, Verdict};
+use bizcontacts_matching::{model, BlockId, Explanation, Keyed, Matcher, Prepared, Verdict};
 use bizcontacts_store::corpus::{ChunkWrites, Contact, Link, PendingRow, Possible};
 use std::collections::{BTreeSet, HashMap};
 use uuid::Uuid;
@@ -105,18 +105,22 @@ impl Plan {
         self
     }
 
-    /// Place one row (`prepared` from its values). `target`: the contact it
+    /// Place one row (`keyed` from its values). `target`: the contact it
     /// must join (a correction, or a reviewer's "same"); `excluded`: contacts
     /// a reviewer said it is not.
     pub fn place(
         &mut self,
         row: &PendingRow,
-        prepared: Prepared,
+        keyed: Keyed,
         target: Option<Uuid>,
         excluded: &[Uuid],
         correction: bool,
     ) -> Placed {
-        let keys = prepared.block_ids();
+        let Keyed {
+            prepared,
+            block_ids: keys,
+            tombstone_ids,
+        } = keyed;
         if let Some(t) = target.filter(|t| self.contacts.contains_key(t)) {
             self.merge(row, t, prepared, keys, correction, None);
             return Placed::Merged;
@@ -124,8 +128,7 @@ impl Plan {
         // Someone erased at their request, imported again: a reviewer looks
         // first (score 0: nothing is left to compare with). A reviewer's
         // "different" lets the row through.
-        if let Some(erased) = prepared
-            .tombstone_ids()
+        if let Some(erased) = tombstone_ids
             .iter()
             .filter_map(|k| self.erased.get(k))
             .find(|e| !excluded.contains(e))

@@ -5,10 +5,10 @@
 //! 1. **Blocking** ([`Prepared::blocking_keys`]): a record only meets the
 //!    records that share one of its keys, so the work grows with the
 //!    candidates, not with the corpus. Exact keys (email, website domain,
-//!    company with city or postcode) and keys that survive typos (Double
-//!    Metaphone codes of names with postcode, company or house number;
-//!    house number with postcode; the E.164 phone with its last four digits
-//!    sorted, which an exact phone shares too).
+//!    company with city) and keys that survive typos (Double Metaphone
+//!    codes of names with postcode or house number and street; house number
+//!    with postcode; the E.164 phone with its last four digits sorted,
+//!    which an exact phone shares too).
 //! 2. **Comparison** ([`compare`]): per field, the level two values reach
 //!    (exact, Jaro-Winkler bands, one edit, different, missing).
 //! 3. **Scoring** ([`model`]): Fellegi-Sunter weights log2(m/u) per level,
@@ -152,21 +152,19 @@ impl Prepared {
             ));
         }
         let (first, last) = (keys::sound(&self.first), keys::sound(&self.last));
-        let company: Vec<String> = self.company.split(' ').take(3).map(keys::sound).collect();
-        let company = company.join(" ");
         if !last.is_empty() && !self.postcode.is_empty() {
             keys.push(format!("ml:{last}|{}", self.postcode));
         }
-        if !first.is_empty() && !last.is_empty() {
-            // With the company (every word's code) rather than the place: a
-            // name is common in a city, rare within one business.
-            if !company.trim().is_empty() {
-                keys.push(format!("mf:{first}|{last}|{company}"));
-            }
-            if !self.house.is_empty() {
-                let street = keys::sound(&self.street);
-                keys.push(format!("ms:{first}|{last}|{}|{street}", self.house));
-            }
+        if !first.is_empty() && !last.is_empty() && !self.house.is_empty() {
+            // With the country: without a postcode or a city (which typos
+            // spoil), a common name at a common street and number is common
+            // across countries (on the benchmark's corpus, half the spurious
+            // candidates of a row came from this key).
+            let street = keys::sound(&self.street);
+            keys.push(format!(
+                "ms:{first}|{last}|{}|{street}|{}",
+                self.house, self.country
+            ));
         }
         if !self.house.is_empty() && !self.postcode.is_empty() {
             keys.push(format!("mh:{}|{}", self.house, self.postcode));
@@ -176,18 +174,30 @@ impl Prepared {
     /// Keys of earlier schemes that no record is filed under any more, but
     /// tombstones of contacts erased before the change still carry
     /// (`bizcontacts_store::erasure`): exact phone, person + company,
-    /// person + address, company + postcode. The typo-proof keys made them
-    /// redundant for finding candidates (leaving company + postcode out lost
-    /// no true pair on the hard, classic or FEBRL data, `dedupe-train`), and
-    /// each key filed is an index entry per contact, the dominant cost of
-    /// dedupe at millions of contacts (docs/benchmarks.md).
+    /// person + address, company + postcode, the sounds of person and
+    /// company, person and address without the country. The other keys made
+    /// them redundant for finding candidates (leaving company + postcode and
+    /// person + company sounds out lost no true pair on the hard, classic or
+    /// FEBRL data, `dedupe-train`), and each key filed is an index entry per
+    /// contact, the dominant cost of dedupe at millions of contacts
+    /// (docs/benchmarks.md).
     fn legacy_keys(&self) -> Vec<String> {
-        let mut keys = Vec::with_capacity(4);
+        let mut keys = Vec::with_capacity(6);
         if !self.phone.is_empty() {
             keys.push(format!("p:{}", self.phone));
         }
         if !self.company.is_empty() && !self.postcode.is_empty() {
             keys.push(format!("z:{}|{}", self.company, self.postcode));
+        }
+        let (first, last) = (keys::sound(&self.first), keys::sound(&self.last));
+        let company: Vec<String> = self.company.split(' ').take(3).map(keys::sound).collect();
+        let company = company.join(" ");
+        if !first.is_empty() && !last.is_empty() && !company.trim().is_empty() {
+            keys.push(format!("mf:{first}|{last}|{company}"));
+        }
+        if !first.is_empty() && !last.is_empty() && !self.house.is_empty() {
+            let street = keys::sound(&self.street);
+            keys.push(format!("ms:{first}|{last}|{}|{street}", self.house));
         }
         if !self.person.is_empty() {
             if !self.company.is_empty() {
@@ -213,6 +223,32 @@ impl Prepared {
     /// still decides, so it costs a comparison, never a wrong merge.
     pub fn block_ids(&self) -> Vec<BlockId> {
         self.blocking_keys().iter().map(|k| block_id(k)).collect()
+    }
+}
+
+/// A row to place, with its keys computed once: a dedupe chunk needs them
+/// for the look-up, the tombstone check and the placing, and each
+/// computation formats and hashes every key and codes names phonetically.
+#[derive(Debug, Clone)]
+pub struct Keyed {
+    pub prepared: Prepared,
+    /// [`Prepared::block_ids`].
+    pub block_ids: Vec<BlockId>,
+    /// [`Prepared::tombstone_ids`].
+    pub tombstone_ids: Vec<BlockId>,
+}
+
+impl Keyed {
+    pub fn new(record: &Record) -> Self {
+        let prepared = Prepared::new(record);
+        let block_ids = prepared.block_ids();
+        let mut tombstone_ids = block_ids.clone();
+        tombstone_ids.extend(prepared.legacy_keys().iter().map(|k| block_id(k)));
+        Keyed {
+            prepared,
+            block_ids,
+            tombstone_ids,
+        }
     }
 }
 
