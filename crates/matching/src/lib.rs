@@ -210,14 +210,6 @@ impl Prepared {
         keys
     }
 
-    /// What an erased contact's tombstone may be filed under: the current
-    /// keys and the legacy ones.
-    pub fn tombstone_ids(&self) -> Vec<BlockId> {
-        let mut ids = self.block_ids();
-        ids.extend(self.legacy_keys().iter().map(|k| block_id(k)));
-        ids
-    }
-
     /// [`Self::blocking_keys`] as stored and looked up: 64-bit hashes. A
     /// collision only makes two records meet that share no key; the score
     /// still decides, so it costs a comparison, never a wrong merge.
@@ -234,7 +226,8 @@ pub struct Keyed {
     pub prepared: Prepared,
     /// [`Prepared::block_ids`].
     pub block_ids: Vec<BlockId>,
-    /// [`Prepared::tombstone_ids`].
+    /// What an erased contact's tombstone may be filed under: the current
+    /// keys and the legacy ones.
     pub tombstone_ids: Vec<BlockId>,
 }
 
