@@ -5,7 +5,8 @@
 //!   chunk per transaction, in row order. Each chunk takes the corpus lock,
 //!   loads the contacts sharing a blocking key with its rows, plans merges
 //!   in memory ([`crate::dedupe_plan`]) and writes them with the rows'
-//!   links and the batch's counters.
+//!   links and the batch's counters; when the recent level of the blocking
+//!   index is full, the chunk moves it into the main one.
 //! - `{sweep: true, apply}` (platform admins): the whole corpus in chunks,
 //!   see [`crate::dedupe_sweep`].
 //!
@@ -19,7 +20,7 @@ use anyhow::Context;
 use async_trait::async_trait;
 use bizcontacts_domain::batch::Source;
 use bizcontacts_domain::Permission;
-use bizcontacts_matching::{BlockId, Keyed, Matcher};
+use bizcontacts_matching::{distinct_block_ids, Keyed, Matcher};
 use bizcontacts_queue::args::{JobArgs, Worker};
 use bizcontacts_queue::handler::{JobContext, JobError, RetryPolicy, Starter};
 use bizcontacts_store::{corpus, erasure, imports, staged_rows, StoreError};
@@ -198,9 +199,7 @@ impl DedupeJob {
                 .iter()
                 .map(|r| Keyed::new(&r.values.record()))
                 .collect();
-            let mut keys: Vec<BlockId> = keyed.iter().flat_map(|k| k.block_ids.clone()).collect();
-            keys.sort_unstable();
-            keys.dedup();
+            let keys = distinct_block_ids(keyed.iter().flat_map(|k| k.block_ids.iter().copied()));
             let (hits, over_cap) = corpus::by_keys(&mut *tx, &keys, self.max_block_size)
                 .await
                 .context("key lookup")?;
@@ -215,12 +214,8 @@ impl DedupeJob {
                 .await
                 .context("loading contacts")?;
 
-            let mut tombstones: Vec<BlockId> = keyed
-                .iter()
-                .flat_map(|k| k.tombstone_ids.iter().copied())
-                .collect();
-            tombstones.sort_unstable();
-            tombstones.dedup();
+            let tombstones =
+                distinct_block_ids(keyed.iter().flat_map(|k| k.tombstone_ids.iter().copied()));
             let erased = erasure::by_keys(&mut *tx, &tombstones)
                 .await
                 .context("erased key lookup")?;

@@ -48,15 +48,20 @@ pub async fn run(ctx: &mut JobContext, job: &DedupeJob, apply: bool) -> Result<(
             return Ok(());
         };
         let last = last.id;
-        let prepared: Vec<(Uuid, Prepared)> = batch
+        // Each contact's keys, computed once: filed, looked up, then read per pair.
+        let prepared: Vec<(Uuid, Prepared, Vec<BlockId>)> = batch
             .iter()
-            .map(|c| (c.id, Prepared::new(&c.values.record())))
+            .map(|c| {
+                let p = Prepared::new(&c.values.record());
+                let keys = p.block_ids();
+                (c.id, p, keys)
+            })
             .collect();
-        let keys = distinct_block_ids(prepared.iter().map(|(_, p)| p));
         let filed: Vec<(BlockId, Uuid)> = prepared
             .iter()
-            .flat_map(|(id, p)| p.block_ids().into_iter().map(move |k| (k, *id)))
+            .flat_map(|(id, _, keys)| keys.iter().map(move |k| (*k, *id)))
             .collect();
+        let keys = distinct_block_ids(filed.iter().map(|(k, _)| *k));
         let (mut hits, capped) = corpus::by_keys(&mut *tx, &keys, job.max_block_size)
             .await
             .context("key lookup")?;
@@ -93,9 +98,8 @@ pub async fn run(ctx: &mut JobContext, job: &DedupeJob, apply: bool) -> Result<(
             .collect();
 
         let mut found = Vec::new();
-        for (a, pa) in &prepared {
-            let candidates: BTreeSet<Uuid> = pa
-                .block_ids()
+        for (a, pa, a_keys) in &prepared {
+            let candidates: BTreeSet<Uuid> = a_keys
                 .iter()
                 .filter_map(|k| by_key.get(k))
                 .flatten()

@@ -245,9 +245,9 @@ impl Keyed {
     }
 }
 
-/// Every block id of these records, once each, in order: what one lookup asks for.
-pub fn distinct_block_ids<'a>(records: impl IntoIterator<Item = &'a Prepared>) -> Vec<BlockId> {
-    let mut ids: Vec<BlockId> = records.into_iter().flat_map(Prepared::block_ids).collect();
+/// These block ids once each, in order: what one look-up asks for.
+pub fn distinct_block_ids(ids: impl IntoIterator<Item = BlockId>) -> Vec<BlockId> {
+    let mut ids: Vec<BlockId> = ids.into_iter().collect();
     ids.sort_unstable();
     ids.dedup();
     ids
