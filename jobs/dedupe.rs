@@ -23,7 +23,7 @@ use bizcontacts_domain::Permission;
 use bizcontacts_matching::{distinct_block_ids, Keyed, Matcher};
 use bizcontacts_queue::args::{JobArgs, Worker};
 use bizcontacts_queue::handler::{JobContext, JobError, RetryPolicy, Starter};
-use bizcontacts_store::{corpus, erasure, imports, staged_rows, StoreError};
+use bizcontacts_store::{corpus, erasure, imports, staged_rows, term_frequencies, StoreError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -87,6 +87,8 @@ pub struct DedupeJob {
     pub chunk: i64,
     /// `dedupe.recent_keys_max`.
     pub recent_keys_max: i64,
+    /// `dedupe.term_frequency_*`.
+    pub term_frequencies: term_frequencies::Policy,
 }
 
 #[async_trait]
@@ -113,6 +115,15 @@ impl Worker for DedupeJob {
 }
 
 impl DedupeJob {
+    /// The matcher with the corpus's current term frequencies (counted
+    /// first when stale, `term_frequencies::current`).
+    pub(crate) async fn matcher(&self, pool: &sqlx::PgPool) -> Result<Matcher, JobError> {
+        let tf = term_frequencies::current(pool, self.term_frequencies)
+            .await
+            .context("term frequencies")?;
+        Ok(self.matcher.clone().with_term_frequencies(&tf))
+    }
+
     /// [`corpus::move_recent_keys`] at the end of a chunk, logged when keys
     /// moved: a move holds the corpus lock for seconds at millions of keys.
     pub(crate) async fn move_recent_keys(
@@ -151,6 +162,7 @@ impl DedupeJob {
             // (docs/benchmarks.md, the 5,000,000-contact seed).
             staged_rows::analyze(&pool).await.context("analyze")?;
         }
+        let matcher = self.matcher(&pool).await?;
         let (mut done, mut after) = (0i64, 0i32);
         let (mut merged, mut created, mut waiting) = (0i64, 0i64, 0i64);
         let mut capped = 0;
@@ -220,7 +232,7 @@ impl DedupeJob {
                 .await
                 .context("erased key lookup")?;
             let mut plan = Plan::new(
-                self.matcher.clone(),
+                matcher.clone(),
                 self.max_block_size,
                 contacts,
                 hits,

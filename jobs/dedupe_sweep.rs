@@ -21,8 +21,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use uuid::Uuid;
 
 pub async fn run(ctx: &mut JobContext, job: &DedupeJob, apply: bool) -> Result<(), JobError> {
-    let (matcher, chunk) = (&job.matcher, job.chunk);
     let pool = ctx.pool().clone();
+    let (matcher, chunk) = (&job.matcher(&pool).await?, job.chunk);
     let mut state = sweeps::start(&pool, ctx.job_id, apply)
         .await
         .context("sweep state")?;

@@ -31,6 +31,8 @@ use bizcontacts_config::{DedupeSettings, RetentionSettings};
 use bizcontacts_matching::{Matcher, Thresholds};
 use bizcontacts_queue::handler::Registry;
 use bizcontacts_queue::scheduler::Schedule;
+use bizcontacts_store::term_frequencies;
+use std::time::Duration;
 
 pub use billing_reconcile::{BillingReconcileArgs, BillingReconcileJob};
 pub use crm_pull::{CrmPullArgs, CrmPullJob, DEBOUNCE};
@@ -61,6 +63,10 @@ pub fn registry(
         max_block_size: dedupe.max_block_size,
         chunk: dedupe.chunk_rows.max(1),
         recent_keys_max: dedupe.recent_keys_max,
+        term_frequencies: term_frequencies::Policy {
+            min_count: dedupe.term_frequency_min_count,
+            max_age: Duration::from_secs(dedupe.term_frequency_max_age_secs),
+        },
     };
     let registry = Registry::default()
         .with(QuotaReset)

@@ -123,3 +123,80 @@ async fn a_key_shared_by_too_many_contacts_finds_no_candidates_and_is_reported()
         "{message}"
     );
 }
+
+#[tokio::test]
+async fn agreeing_on_a_common_name_counts_for_less_and_says_so() {
+    let mut app = TestApp::spawn().await;
+    // Count at every job, and from six on: a small corpus stands in for a big one.
+    app.settings.dedupe.term_frequency_min_count = 6;
+    app.settings.dedupe.term_frequency_max_age_secs = 0;
+    let t = Imports::on(app, PackageName::Pro).await;
+    let _worker = t.app.worker().await;
+    // A chain in six towns, one person each, and one business of its own.
+    let chain: String = ["Lee", "Ng", "Kim", "Park", "Cho", "Wu"]
+        .iter()
+        .enumerate()
+        .map(|(i, last)| {
+            let town = [
+                "Springfield",
+                "Shelbyville",
+                "Ogdenville",
+                "Brockway",
+                "Cypress Creek",
+                "Waverly",
+            ][i];
+            format!("Main Street Dental,Ann,{last},,+1 617 555 010{i},,{town},1000{i},US\n")
+        })
+        .collect();
+    t.merged(&format!(
+        "{chain}Quarrington Orthodontics,Ann,Quill,,+1 617 555 0109,,Capital City,10009,US\n"
+    ))
+    .await;
+    let counted: Vec<(String, String, i64)> =
+        sqlx::query_as("SELECT field, value, count FROM term_frequencies ORDER BY 1, 2")
+            .fetch_all(&t.app.store.pool)
+            .await
+            .unwrap();
+    // Counted when this job started, on an empty corpus.
+    assert_eq!(counted, vec![]);
+    // The same people again: each merges; the chain's name is worth less.
+    let again = t
+        .merged(
+            "MAIN STREET DENTAL INC,Ann,Lee,,+1 617 555 0100,,Springfield,10000,US\n\
+             Quarrington Orthodontics Inc,Ann,Quill,,+1 617 555 0109,,Capital City,10009,US\n",
+        )
+        .await;
+    assert_eq!(active_contacts(&t.app).await, 7);
+    let counted: Vec<(String, String, i64)> =
+        sqlx::query_as("SELECT field, value, count FROM term_frequencies ORDER BY 1, 2")
+            .fetch_all(&t.app.store.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        counted,
+        vec![
+            ("company_name".into(), "main street dental".into(), 6),
+            ("first_name".into(), "ann".into(), 7),
+        ]
+    );
+    let rows = t.rows(&again, "").await;
+    let (chain, own) = (&rows[0]["match_explanation"], &rows[1]["match_explanation"]);
+    // u(exact) 0.002 against a share of 6 places in 7.
+    let tf = field(chain, "company_name")["term_frequency"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        (tf - (0.002f64 / (6.0 / 7.0)).log2()).abs() < 0.01,
+        "{chain}"
+    );
+    assert!(
+        field(own, "company_name").get("term_frequency").is_none(),
+        "{own}"
+    );
+    assert!(
+        field(chain, "company_name")["bits"].as_f64() < field(own, "company_name")["bits"].as_f64()
+    );
+    // Ann is every contact's name: worth less on both.
+    assert!(field(own, "first_name")["term_frequency"].as_f64().unwrap() < 0.0);
+    assert!(chain["business"].as_f64() < own["business"].as_f64());
+}

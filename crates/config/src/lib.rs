@@ -205,6 +205,12 @@ pub struct DedupeSettings {
     /// says why). Larger: fewer moves, each touching the whole big index;
     /// smaller: a recent level that stays in shared buffers.
     pub recent_keys_max: i64,
+    /// Names counted fewer times (contacts; places for a company name) are
+    /// not kept as frequent: at most contacts / min_count values per field.
+    pub term_frequency_min_count: u64,
+    /// Term frequencies older than this are counted again by the next
+    /// dedupe job (a count streams every active contact once).
+    pub term_frequency_max_age_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

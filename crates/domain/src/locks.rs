@@ -24,6 +24,9 @@ pub enum AdvisoryLock {
     /// A tenant's webhook-started pull: concurrent deliveries of a burst
     /// see each other's pending pull and add none.
     TenantPullDebounce = 5,
+    /// Counting the corpus's term frequencies: one dedupe job counts, the
+    /// others wait and read its counts.
+    TermFrequencies = 6,
 }
 
 impl AdvisoryLock {

@@ -14,15 +14,18 @@
 //! 3. **Scoring** ([`model`]): Fellegi-Sunter weights log2(m/u) per level,
 //!    read as P(same business) x P(same person), then
 //!    [`Thresholds::verdict`]: same, possible (a reviewer decides) or
-//!    different. m and u are estimated from data ([`train`]).
+//!    different. m and u are estimated from data ([`train`]); exact
+//!    agreement on a common name counts for less ([`frequency`]).
 
 pub mod compare;
+pub mod frequency;
 mod keys;
 pub mod model;
 mod score;
 pub mod train;
 
 pub use compare::{compare, Field, Gamma};
+pub use frequency::{Counter, TermFrequencies};
 pub use keys::{company_key, person_key, simple_key};
 pub use model::{probability, Explanation, Model};
 pub use score::{Matcher, Thresholds, Verdict};

@@ -21,8 +21,10 @@
 //! `docs/benchmarks.md` for the run.
 
 use crate::compare::{compare, Field, Gamma, FIELD_COUNT};
+use crate::frequency::{Penalties, TermFrequencies};
 use crate::Prepared;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// m and u of one field's levels ([`Field::levels`] order).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -112,7 +114,9 @@ impl Model {
     /// The weights, computed once.
     pub fn weights(&self) -> Weights {
         let mut w = [[0f32; 4]; FIELD_COUNT];
+        let mut u_exact = [0f64; FIELD_COUNT];
         for (i, params) in self.fields.iter().enumerate() {
+            u_exact[i] = params.u[0];
             for (l, (m, u)) in params.m.iter().zip(&params.u).enumerate() {
                 w[i][l] = (m / u).log2() as f32;
             }
@@ -121,6 +125,8 @@ impl Model {
             prior: logit2(self.prior),
             person_prior: logit2(self.person_prior),
             w,
+            u_exact,
+            penalties: Arc::default(),
         }
     }
 }
@@ -139,12 +145,24 @@ pub fn weight_of(p: f64) -> f32 {
     logit2(p.clamp(1e-12, 1.0 - 1e-12))
 }
 
-/// Precomputed log2(m/u) per field and level.
+/// Precomputed log2(m/u) per field and level, with the term-frequency
+/// adjustments of frequent values ([`crate::frequency`]).
 #[derive(Debug, Clone)]
 pub struct Weights {
     prior: f32,
     person_prior: f32,
     w: [[f32; 4]; FIELD_COUNT],
+    u_exact: [f64; FIELD_COUNT],
+    /// Shared: every dedupe chunk clones the weights.
+    penalties: Arc<Penalties>,
+}
+
+/// P(same business) x P(same person), as a weight.
+fn combine(parts: (f32, Option<f32>)) -> f32 {
+    match parts {
+        (b, None) => b,
+        (b, Some(p)) => weight_of(probability(b) * probability(p)),
+    }
 }
 
 /// Why a pair scored what it did: each field's level and bits.
@@ -164,16 +182,32 @@ pub struct Explanation {
 pub struct Contribution {
     pub field: Field,
     pub level: &'static str,
+    /// The field's evidence, term-frequency adjustment included.
     pub bits: f32,
+    /// What agreeing on a value this common took off `bits`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub term_frequency: Option<f32>,
+}
+
+/// Two decimals say all there is; every merged row keeps its explanation.
+fn round2(bits: f32) -> f32 {
+    (bits * 100.0).round() / 100.0
 }
 
 impl Weights {
+    /// These weights, exact agreement on the frequent values of `tf`
+    /// counting for less.
+    pub fn with_term_frequencies(mut self, tf: &TermFrequencies) -> Self {
+        self.penalties = Arc::new(tf.penalties(&self.u_exact));
+        self
+    }
+
     /// (business weight, person weight if both name someone).
-    fn parts(&self, g: &Gamma) -> (f32, Option<f32>) {
+    fn parts(&self, g: &Gamma, adj: &[f32; FIELD_COUNT]) -> (f32, Option<f32>) {
         let (mut business, mut person, mut named) = (self.prior, self.person_prior, false);
         for (i, level) in g.iter().enumerate() {
             let Some(l) = level else { continue };
-            let bits = self.w[i][*l as usize];
+            let bits = self.w[i][*l as usize] + adj[i];
             if Field::ALL[i].is_personal() {
                 person += bits;
                 named = true;
@@ -184,23 +218,23 @@ impl Weights {
         (business, named.then_some(person))
     }
 
-    /// The weight of a comparison vector.
+    /// The weight of a comparison vector, values unseen (no term
+    /// frequencies): what training and its reports use.
     pub fn weight(&self, g: &Gamma) -> f32 {
-        match self.parts(g) {
-            (b, None) => b,
-            (b, Some(p)) => weight_of(probability(b) * probability(p)),
-        }
+        combine(self.parts(g, &[0.0; FIELD_COUNT]))
     }
 
     /// The evidence that `a` and `b` are one contact, in bits; symmetric.
     pub fn score(&self, a: &Prepared, b: &Prepared) -> f32 {
-        self.weight(&compare(a, b))
+        let g = compare(a, b);
+        combine(self.parts(&g, &self.penalties.of(a, b, &g)))
     }
 
     pub fn explain(&self, a: &Prepared, b: &Prepared) -> Explanation {
         let g = compare(a, b);
-        let (business, person) = self.parts(&g);
-        let weight = self.weight(&g);
+        let adj = self.penalties.of(a, b, &g);
+        let (business, person) = self.parts(&g, &adj);
+        let weight = combine((business, person));
         Explanation {
             weight,
             probability: probability(weight),
@@ -215,8 +249,8 @@ impl Weights {
                     Some(Contribution {
                         field: f,
                         level: f.levels()[l],
-                        // Two decimals say all there is; every merged row keeps one.
-                        bits: (self.w[i][l] * 100.0).round() / 100.0,
+                        bits: round2(self.w[i][l] + adj[i]),
+                        term_frequency: (adj[i] != 0.0).then(|| round2(adj[i])),
                     })
                 })
                 .collect(),

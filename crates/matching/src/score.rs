@@ -1,5 +1,6 @@
 //! Decisions: a pair's weight against the thresholds.
 
+use crate::frequency::TermFrequencies;
 use crate::model::{weight_of, Explanation, Model, Weights};
 use crate::Prepared;
 
@@ -68,6 +69,13 @@ impl Matcher {
         }
     }
 
+    /// This matcher, exact agreement on the frequent values of `tf`
+    /// counting for less ([`crate::frequency`]).
+    pub fn with_term_frequencies(mut self, tf: &TermFrequencies) -> Self {
+        self.weights = self.weights.with_term_frequencies(tf);
+        self
+    }
+
     /// The evidence that `a` and `b` are the same contact, in bits; symmetric.
     pub fn score(&self, a: &Prepared, b: &Prepared) -> f32 {
         self.weights.score(a, b)
@@ -85,7 +93,7 @@ impl Matcher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Record;
+    use crate::{Field, Record};
 
     fn rec(company: &str, city: &str, f: impl FnOnce(&mut Record)) -> Prepared {
         let mut r = Record {
@@ -207,5 +215,43 @@ mod tests {
             r.email = Some("office@example.org".into())
         });
         assert_eq!(verdict(&a, &b), Verdict::Possible);
+    }
+
+    #[test]
+    fn a_common_name_in_another_town_is_not_enough_once_frequencies_are_known() {
+        let dentist = |city: &'static str| {
+            rec("Main Street Dental", city, |r| {
+                r.first_name = Some("John".into());
+                r.last_name = Some("Smith".into());
+            })
+        };
+        let (a, b) = (dentist("Springfield"), dentist("Shelbyville"));
+        let plain = Matcher::default();
+        assert_eq!(plain.verdict(plain.score(&a, &b)), Verdict::Same);
+        // The name is one place in ten, John one first name in twenty.
+        let tf = TermFrequencies {
+            values: vec![
+                (Field::Company, "main street dental".into(), 100),
+                (Field::FirstName, "john".into(), 50),
+            ],
+            totals: [1000, 1000, 1000],
+        };
+        let m = Matcher::default().with_term_frequencies(&tf);
+        assert_eq!(m.score(&a, &b), m.score(&b, &a), "symmetric");
+        assert_eq!(m.verdict(m.score(&a, &b)), Verdict::Different);
+        let why = m.explain(&a, &b);
+        let company = why
+            .fields
+            .iter()
+            .find(|c| c.field == Field::Company)
+            .unwrap();
+        // u(exact) 0.002 against a share of 0.1.
+        assert_eq!(company.term_frequency, Some(-5.64));
+        // Rare values, and a corpus too small to count in, change nothing.
+        let rare = Matcher::default().with_term_frequencies(&TermFrequencies {
+            values: vec![(Field::Company, "main street dental".into(), 1)],
+            totals: [1000, 1000, 1000],
+        });
+        assert_eq!(rare.score(&a, &b), plain.score(&a, &b));
     }
 }

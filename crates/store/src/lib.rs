@@ -30,6 +30,7 @@ pub mod staged_rows;
 pub mod sweeps;
 pub mod tenant_deletion;
 pub mod tenants;
+pub mod term_frequencies;
 pub mod usage;
 pub mod users;
 

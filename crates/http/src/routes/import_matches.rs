@@ -39,8 +39,10 @@ pub struct MatchView {
     score: f32,
     /// The match probability and, per field, the comparison level and its
     /// weight in bits (`{weight, probability, business, person?, fields:
-    /// [{field, level, bits}]}`). None for pairs from before issue 17 and
-    /// for a re-import of an erased contact.
+    /// [{field, level, bits, term_frequency?}]}`; `term_frequency`: the
+    /// bits an exact agreement on a value common in the corpus lost, already
+    /// in `bits`). None for pairs from before issue 17 and for a re-import
+    /// of an erased contact.
     #[schema(value_type = Option<Object>)]
     explanation: Option<serde_json::Value>,
     /// `same`, `different`, or none while waiting.
