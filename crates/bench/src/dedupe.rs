@@ -12,7 +12,7 @@
 //! predicted pairs / true pairs. Rows left for a reviewer count as unmerged.
 
 use crate::corpus::{labelled, Entity, Mode, HEADER};
-use crate::import::vm_hwm_kib;
+use crate::import::{cpu_secs, vm_hwm_kib};
 use crate::jobs::{cleanup_redis, spawn_worker};
 use anyhow::Context;
 use bizcontacts::runtime;
@@ -119,8 +119,9 @@ impl Bench {
         Ok((import.id, ids))
     }
 
-    /// Run the batch's dedupe job on one worker process; (seconds, peak MB).
-    async fn dedupe(&self, import_id: Uuid) -> anyhow::Result<(f64, f64)> {
+    /// Run the batch's dedupe job on one worker process; (seconds, peak MB,
+    /// worker CPU seconds).
+    async fn dedupe(&self, import_id: Uuid) -> anyhow::Result<(f64, f64, f64)> {
         let registry = bizcontacts_jobs::registry(
             &self.settings.dedupe,
             None,
@@ -138,9 +139,12 @@ impl Bench {
         let job_id = enqueued.job.id;
         let mut worker = spawn_worker(&self.url, &self.settings.redis.key_prefix, Some(1))?;
         let pid = worker.id().context("worker pid")?;
-        let mut peak = 0;
+        let (mut peak, mut cpu) = (0, 0.0);
         loop {
             peak = peak.max(vm_hwm_kib(pid).unwrap_or(0));
+            // Read while the process lives; the last reading is at most
+            // half a second before the job ended (the worker idles then).
+            cpu = cpu_secs(pid).unwrap_or(cpu);
             let status: String = sqlx::query_scalar("SELECT status FROM jobs WHERE id = $1")
                 .bind(job_id)
                 .fetch_one(&self.store.pool)
@@ -159,7 +163,7 @@ impl Bench {
         .bind(job_id)
         .fetch_one(&self.store.pool)
         .await?;
-        Ok((secs, peak as f64 / 1024.0))
+        Ok((secs, peak as f64 / 1024.0, cpu))
     }
 
     async fn done(self) {
@@ -240,7 +244,7 @@ pub async fn quality(settings: &Settings, run: QualityRun) -> anyhow::Result<()>
         for (i, id) in mine.iter().zip(ids) {
             row_ids[*i] = id;
         }
-        let (s, p) = bench.dedupe(import_id).await?;
+        let (s, p, _) = bench.dedupe(import_id).await?;
         println!("batch {}: {} rows in {s:.1} s", b + 1, mine.len());
         (secs, peak) = (secs + s, peak.max(p));
         imports.push(import_id);
@@ -300,8 +304,8 @@ pub async fn speed(settings: &Settings, corpus: usize, rows: usize) -> anyhow::R
         "bench dedupe: corpus of {corpus} staged in {:.1} s",
         started.elapsed().as_secs_f64()
     );
-    let (secs, peak) = bench.dedupe(seed).await?;
-    println!("corpus: {corpus} rows into an empty corpus in {secs:.1} s ({:.0} rows/s), worker peak {peak:.0} MB", corpus as f64 / secs);
+    let (secs, peak, cpu) = bench.dedupe(seed).await?;
+    println!("corpus: {corpus} rows into an empty corpus in {secs:.1} s ({:.0} rows/s), worker peak {peak:.0} MB, worker CPU {cpu:.1} s", corpus as f64 / secs);
 
     // Half the new rows are variants of corpus contacts, half new businesses.
     let incoming = (0..rows).map(|i| {
@@ -320,7 +324,7 @@ pub async fn speed(settings: &Settings, corpus: usize, rows: usize) -> anyhow::R
         "{rows} approved rows staged in {:.1} s",
         staged_at.elapsed().as_secs_f64()
     );
-    let (secs, peak) = bench.dedupe(batch).await?;
+    let (secs, peak, cpu) = bench.dedupe(batch).await?;
     let (merged, created, waiting): (i32, i32, i64) = sqlx::query_as(
         "SELECT merged_rows, created_rows, (SELECT count(*) FROM staged_rows WHERE import_id = $1 AND status = 'approved')
          FROM imports WHERE id = $1",
@@ -330,7 +334,7 @@ pub async fn speed(settings: &Settings, corpus: usize, rows: usize) -> anyhow::R
     .await?;
     println!(
         "dedupe: {rows} rows against a {corpus}-contact corpus in {secs:.1} s ({:.0} rows/s; target < 300 s): \
-         {merged} merged, {created} created, {waiting} for review; worker peak {peak:.0} MB",
+         {merged} merged, {created} created, {waiting} for review; worker peak {peak:.0} MB, worker CPU {cpu:.1} s",
         rows as f64 / secs
     );
     bench.done().await;

@@ -123,6 +123,20 @@ pub(crate) fn vm_hwm_kib(pid: u32) -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
+/// CPU seconds a process has used so far (user + system, `/proc/<pid>/stat`).
+pub(crate) fn cpu_secs(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split(' ');
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let utime: f64 = fields.nth(11)?.parse().ok()?;
+    let stime: f64 = fields.next()?.parse().ok()?;
+    // In USER_HZ, which the kernel fixes at 100 for /proc on every
+    // architecture Linux runs this on (sysconf(_SC_CLK_TCK) says the same).
+    Some((utime + stime) / 100.0)
+}
+
 /// The same file into a table with one text column per CSV column and a
 /// primary key, by `COPY ... (FORMAT csv, HEADER)`; rows per second.
 async fn copy_baseline(

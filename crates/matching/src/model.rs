@@ -169,6 +169,7 @@ fn combine(parts: (f32, Option<f32>)) -> f32 {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Explanation {
     /// The pair's weight in bits (log2 odds of being one contact).
+    #[serde(serialize_with = "short::bits")]
     pub weight: f32,
     pub probability: f64,
     /// P(same business) and, when both name someone, P(same person | same business).
@@ -183,15 +184,38 @@ pub struct Contribution {
     pub field: Field,
     pub level: &'static str,
     /// The field's evidence, term-frequency adjustment included.
+    #[serde(serialize_with = "short::bits")]
     pub bits: f32,
     /// What agreeing on a value this common took off `bits`.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "short::some_bits"
+    )]
     pub term_frequency: Option<f32>,
 }
 
 /// Two decimals say all there is; every merged row keeps its explanation.
 fn round2(bits: f32) -> f32 {
     (bits * 100.0).round() / 100.0
+}
+
+/// Bits as the two decimals [`round2`] kept: every merged row keeps its
+/// explanation (in `staged_rows`, as jsonb), and an f32 widened to f64
+/// prints as 12.829999923706055. Probabilities keep every digit: near 1,
+/// rounding would make 0.9999999 and 1 look the same.
+mod short {
+    use serde::Serializer;
+
+    pub fn bits<S: Serializer>(x: &f32, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64((f64::from(*x) * 100.0).round() / 100.0)
+    }
+
+    pub fn some_bits<S: Serializer>(x: &Option<f32>, s: S) -> Result<S::Ok, S::Error> {
+        match x {
+            Some(x) => bits(x, s),
+            None => s.serialize_none(),
+        }
+    }
 }
 
 impl Weights {
@@ -294,5 +318,21 @@ mod tests {
         assert!((email.bits - (0.73f32 / 0.0001).log2()).abs() < 0.01);
         let sum: f32 = why.fields.iter().map(|c| c.bits).sum::<f32>() + w.prior;
         assert!((sum - why.weight).abs() < 0.05, "{sum} vs {}", why.weight);
+    }
+
+    #[test]
+    fn explanations_serialize_as_short_decimals() {
+        let w = Model::default().weights();
+        let a = Prepared::new(&crate::Record {
+            company_name: Some("Acme".into()),
+            email: Some("a@acme.example".into()),
+            ..Default::default()
+        });
+        let json = serde_json::to_value(w.explain(&a, &a)).unwrap();
+        for bits in [&json["fields"][0]["bits"], &json["weight"]] {
+            let bits = bits.as_f64().unwrap();
+            assert_eq!(bits, (bits * 100.0).round() / 100.0, "{bits}");
+        }
+        assert!(json.to_string().len() < 250, "{json}");
     }
 }

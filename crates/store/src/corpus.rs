@@ -195,9 +195,10 @@ pub async fn load(db: impl PgExecutor<'_>, ids: &[Uuid]) -> Result<Vec<Contact>>
 /// key reads at most `cap + 1` index entries per level, so a key every
 /// contact shares costs no more than a rare one.
 ///
-/// A pair may be in both levels (a key filed again while its first filing
-/// waits in `contact_keys_recent`); it counts once. A key over the cap in
-/// all shows `cap + 1` distinct contacts in one level or the other.
+/// A pair may be in both levels, or twice in the recent one (see
+/// [`add_keys`]); it counts once. A key over the cap in all shows `cap + 1`
+/// distinct contacts in one level or the other (`DISTINCT` in the recent
+/// one, which has no uniqueness: copies of one pair cannot fill its limit).
 pub async fn by_keys(
     db: impl PgExecutor<'_>,
     keys: &[BlockId],
@@ -208,7 +209,7 @@ pub async fn by_keys(
          CROSS JOIN LATERAL (
              (SELECT contact_id FROM contact_keys WHERE key = k.key LIMIT $2)
              UNION ALL
-             (SELECT contact_id FROM contact_keys_recent WHERE key = k.key LIMIT $2)
+             (SELECT DISTINCT contact_id FROM contact_keys_recent WHERE key = k.key LIMIT $2)
          ) c",
     )
     .bind(keys)
@@ -491,11 +492,11 @@ pub async fn write(tx: &mut PgConnection, import_id: Uuid, w: &ChunkWrites) -> R
 /// File contacts under keys (those they have already are left alone): how
 /// a sweep brings contacts filed before a key was added up to date.
 ///
-/// New keys go to `contact_keys_recent` (see its migration for why);
-/// [`move_recent_keys`] moves them on. A pair `contact_keys` already holds
-/// is not looked for there (a probe of the big index per key, what the
-/// recent level saves): it is filed twice until the move, which keeps one,
-/// and [`by_keys`] counts it once.
+/// New keys go to `contact_keys_recent` (see its migrations for why);
+/// [`move_recent_keys`] moves them on. A pair either level already holds
+/// is not looked for (a probe per key, what the recent level saves): it is
+/// filed twice until the move, which keeps one, and [`by_keys`] counts it
+/// once.
 pub async fn add_keys(tx: &mut PgConnection, keys: &[(BlockId, Uuid)]) -> Result<()> {
     if keys.is_empty() {
         return Ok(());
@@ -503,7 +504,7 @@ pub async fn add_keys(tx: &mut PgConnection, keys: &[(BlockId, Uuid)]) -> Result
     let (k, c): (Vec<BlockId>, Vec<Uuid>) = keys.iter().copied().unzip();
     let added = sqlx::query(
         "INSERT INTO contact_keys_recent (key, contact_id)
-         SELECT * FROM UNNEST($1::bigint[], $2::uuid[]) ON CONFLICT DO NOTHING",
+         SELECT * FROM UNNEST($1::bigint[], $2::uuid[])",
     )
     .bind(&k)
     .bind(&c)
