@@ -234,12 +234,11 @@ impl Plan {
     ) {
         let w = self.contacts.get_mut(&id).expect("merge target is known");
         let c = &mut w.contact;
-        let before = (c.values.clone(), c.corrected_fields.len());
-        c.values
-            .absorb(&row.values, correction, &mut c.corrected_fields);
         // A row that repeats what the contact holds rewrites nothing: an
         // UPDATE of a contact is a new row version in seven indexes.
-        w.changed |= before != (c.values.clone(), c.corrected_fields.len());
+        w.changed |= c
+            .values
+            .absorb(&row.values, correction, &mut c.corrected_fields);
         // A correction names one field of a known contact: it adds no key.
         if !correction {
             self.file(id, prepared, keys);
