@@ -16,6 +16,7 @@
 
 use crate::dedupe_plan::{Placed, Plan};
 use crate::dedupe_sweep;
+use crate::parallel;
 use anyhow::Context;
 use async_trait::async_trait;
 use bizcontacts_domain::batch::Source;
@@ -207,10 +208,9 @@ impl DedupeJob {
                 };
                 targets.push(resolved);
             }
-            let keyed: Vec<Keyed> = rows
-                .iter()
-                .map(|r| Keyed::new(&r.values.record()))
-                .collect();
+            let any_erased = erasure::any(&mut *tx).await.context("erasures")?;
+            let keyed: Vec<Keyed> =
+                parallel::map(&rows, |r| Keyed::new(&r.values.record(), any_erased));
             let keys = distinct_block_ids(keyed.iter().flat_map(|k| k.block_ids.iter().copied()));
             let (hits, over_cap) = corpus::by_keys(&mut *tx, &keys, self.max_block_size)
                 .await
@@ -228,9 +228,13 @@ impl DedupeJob {
 
             let tombstones =
                 distinct_block_ids(keyed.iter().flat_map(|k| k.tombstone_ids.iter().copied()));
-            let erased = erasure::by_keys(&mut *tx, &tombstones)
-                .await
-                .context("erased key lookup")?;
+            let erased = if tombstones.is_empty() {
+                vec![]
+            } else {
+                erasure::by_keys(&mut *tx, &tombstones)
+                    .await
+                    .context("erased key lookup")?
+            };
             let mut plan = Plan::new(
                 matcher.clone(),
                 self.max_block_size,

@@ -12,6 +12,7 @@
 //! in it strongly disagrees with the row (A = B and B = C with A and C
 //! clearly two people sends C to a reviewer, rather than merging all three).
 
+use crate::parallel;
 use bizcontacts_matching::{model, BlockId, Explanation, Keyed, Matcher, Prepared, Verdict};
 use bizcontacts_store::corpus::{ChunkWrites, Contact, Link, PendingRow, Possible};
 use std::collections::{BTreeSet, HashMap};
@@ -79,8 +80,9 @@ impl Plan {
             created_order: vec![],
             erased: HashMap::new(),
         };
-        for c in corpus {
-            let members = vec![Prepared::new(&c.values.record())];
+        let prepared = parallel::map(&corpus, |c| Prepared::new(&c.values.record()));
+        for (c, p) in corpus.into_iter().zip(prepared) {
+            let members = vec![p];
             plan.contacts.insert(
                 c.id,
                 Working {

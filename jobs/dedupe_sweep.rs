@@ -13,6 +13,7 @@
 //! the sweep after that one, once both sides carry it.
 
 use crate::dedupe::DedupeJob;
+use crate::parallel;
 use anyhow::Context;
 use bizcontacts_matching::{distinct_block_ids, BlockId, Prepared, Verdict};
 use bizcontacts_queue::handler::{JobContext, JobError};
@@ -49,14 +50,11 @@ pub async fn run(ctx: &mut JobContext, job: &DedupeJob, apply: bool) -> Result<(
         };
         let last = last.id;
         // Each contact's keys, computed once: filed, looked up, then read per pair.
-        let prepared: Vec<(Uuid, Prepared, Vec<BlockId>)> = batch
-            .iter()
-            .map(|c| {
-                let p = Prepared::new(&c.values.record());
-                let keys = p.block_ids();
-                (c.id, p, keys)
-            })
-            .collect();
+        let prepared: Vec<(Uuid, Prepared, Vec<BlockId>)> = parallel::map(&batch, |c| {
+            let p = Prepared::new(&c.values.record());
+            let keys = p.block_ids();
+            (c.id, p, keys)
+        });
         let filed: Vec<(BlockId, Uuid)> = prepared
             .iter()
             .flat_map(|(id, _, keys)| keys.iter().map(move |k| (*k, *id)))
@@ -89,12 +87,16 @@ pub async fn run(ctx: &mut JobContext, job: &DedupeJob, apply: bool) -> Result<(
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
-        let loaded: HashMap<Uuid, Prepared> = corpus::load(&mut *tx, &others)
+        let mut loaded = corpus::load(&mut *tx, &others)
             .await
-            .context("loading candidates")?
-            .into_iter()
-            .filter(|c| c.active)
-            .map(|c| (c.id, Prepared::new(&c.values.record())))
+            .context("loading candidates")?;
+        loaded.retain(|c| c.active);
+        let loaded: HashMap<Uuid, Prepared> = loaded
+            .iter()
+            .map(|c| c.id)
+            .zip(parallel::map(&loaded, |c| {
+                Prepared::new(&c.values.record())
+            }))
             .collect();
 
         let mut found = Vec::new();

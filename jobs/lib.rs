@@ -20,6 +20,7 @@ mod dedupe_sweep;
 mod export;
 mod import;
 mod import_read;
+mod parallel;
 mod quota_reset;
 mod retention;
 mod tenant_delete;
