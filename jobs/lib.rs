@@ -7,6 +7,8 @@
 //! is the job the handler will decode. To add a kind, see the README.
 //!
 //! Every handler is idempotent and says in its doc comment what makes it so.
+//! `dedupe_plan` (where a dedupe chunk's rows go) and `parallel` (its
+//! CPU-bound maps over the cores) serve the `dedupe` kind.
 //! A kind whose outside service is not configured is still registered and
 //! says so when it runs (billing_reconcile without Stripe reconciles only
 //! deadlines).
