@@ -243,6 +243,7 @@ impl DedupeJob {
                 over_cap,
             )
             .with_erased(erased);
+            plan.prescore(&rows, &keyed);
             for ((row, target), keyed) in rows.iter().zip(&targets).zip(keyed) {
                 let excluded: Vec<Uuid> = decisions
                     .get(&row.id)
