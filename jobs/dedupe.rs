@@ -125,19 +125,30 @@ impl DedupeJob {
         Ok(self.matcher.clone().with_term_frequencies(&tf))
     }
 
-    /// [`corpus::move_recent_keys`] at the end of a chunk, logged when keys
-    /// moved: a move holds the corpus lock for seconds at millions of keys.
-    pub(crate) async fn move_recent_keys(
+    /// End a chunk: [`corpus::move_recent_keys`] when the recent level is
+    /// full (logged: a move holds the corpus lock for seconds at millions of
+    /// keys), commit, then [`corpus::vacuum_keys`] after a move, so the
+    /// next chunks' look-ups read the main level's index alone.
+    pub(crate) async fn commit_chunk(
         &self,
-        tx: &mut sqlx::PgConnection,
+        mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+        pool: &sqlx::PgPool,
     ) -> Result<(), JobError> {
         let started = std::time::Instant::now();
-        let moved = corpus::move_recent_keys(tx, self.recent_keys_max)
+        let moved = corpus::move_recent_keys(&mut tx, self.recent_keys_max)
             .await
             .context("moving recent keys")?;
+        tx.commit().await?;
         if moved > 0 {
             let ms = started.elapsed().as_millis() as u64;
-            tracing::info!(moved, ms, "recent blocking keys moved into the main index");
+            corpus::vacuum_keys(pool).await.context("vacuum")?;
+            let vacuum_ms = started.elapsed().as_millis() as u64 - ms;
+            tracing::info!(
+                moved,
+                ms,
+                vacuum_ms,
+                "recent blocking keys moved into the main index"
+            );
         }
         Ok(())
     }
@@ -264,8 +275,7 @@ impl DedupeJob {
             corpus::write(&mut tx, import_id, &plan.into_writes())
                 .await
                 .context("writing merges")?;
-            self.move_recent_keys(&mut tx).await?;
-            tx.commit().await?;
+            self.commit_chunk(tx, &pool).await?;
             done += rows.len() as i64;
             if corpus::analyze_due(done, rows.len() as i64, total) {
                 corpus::analyze(&pool).await.context("analyze")?;

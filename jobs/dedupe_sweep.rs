@@ -159,8 +159,7 @@ pub async fn run(ctx: &mut JobContext, job: &DedupeJob, apply: bool) -> Result<(
         )
         .await
         .context("recording the chunk")?;
-        job.move_recent_keys(&mut tx).await?;
-        tx.commit().await?;
+        job.commit_chunk(tx, &pool).await?;
         let message = format!(
             "{} candidate pairs, {} merged",
             state.candidates, state.merged

@@ -566,6 +566,21 @@ pub async fn move_recent_keys(tx: &mut PgConnection, max: i64) -> Result<u64> {
     Ok(moved)
 }
 
+/// Mark the pages of keys just moved into `contact_keys` all-visible (run
+/// outside a transaction, after the move commits). The look-up is an
+/// index-only scan, but for a page the visibility map does not vouch for it
+/// reads the heap too: one random heap page per hit in a table only ever
+/// appended to, which autovacuum reaches late. Measured on 10M keys,
+/// 15,000 keys looked up: 206 ms before, 136 ms after, the vacuum 0.8 s
+/// (it reads only pages not yet all-visible). `SKIP_LOCKED`: when
+/// autovacuum is on the table already, it is doing this.
+pub async fn vacuum_keys(db: impl PgExecutor<'_>) -> Result<()> {
+    sqlx::raw_sql("VACUUM (SKIP_LOCKED) contact_keys")
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
 /// A row merged into a contact, as rederiving reads it.
 pub(crate) struct Contribution {
     contact: Uuid,
