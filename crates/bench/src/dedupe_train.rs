@@ -23,7 +23,7 @@ use bizcontacts_matching::model::Model;
 use bizcontacts_matching::train::{estimate_m, estimate_u, to_yaml};
 use bizcontacts_matching::{compare, Field, Matcher, Prepared, Thresholds, Verdict};
 use bizcontacts_store::corpus::Values;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -51,15 +51,17 @@ pub fn prepare(records: &Labelled, lenient: bool) -> anyhow::Result<Vec<(usize, 
 }
 
 /// Candidate pairs (i < j) that share a key, leaving out keys shared by
-/// more than `cap` records; and how many keys were left out.
-pub fn candidates(records: &[(usize, Prepared)], cap: usize) -> (Vec<(u32, u32)>, usize) {
+/// more than `cap` records, each with the kinds of key (`e`, `ml`, ...: bits
+/// into the returned names) that brought it; and how many keys were left out.
+pub fn candidates(records: &[(usize, Prepared)], cap: usize) -> (Pairs, Vec<String>, usize) {
     let mut blocks: HashMap<String, Vec<u32>> = HashMap::new();
     for (i, (_, p)) in records.iter().enumerate() {
         for k in p.blocking_keys() {
             blocks.entry(k).or_default().push(i as u32);
         }
     }
-    let mut pairs = HashSet::new();
+    let mut pairs: HashMap<(u32, u32), u32> = HashMap::new();
+    let mut kinds: Vec<String> = vec![];
     let mut capped = 0;
     // Pairs each kind of key brings (before removing those another brought).
     let mut by_kind: std::collections::BTreeMap<String, u64> = Default::default();
@@ -69,17 +71,46 @@ pub fn candidates(records: &[(usize, Prepared)], cap: usize) -> (Vec<(u32, u32)>
             continue;
         }
         let kind = key.split(':').next().unwrap_or("").to_string();
+        let bit = match kinds.iter().position(|k| *k == kind) {
+            Some(i) => i,
+            None => {
+                kinds.push(kind.clone());
+                kinds.len() - 1
+            }
+        };
         *by_kind.entry(kind).or_default() += (ids.len() * (ids.len() - 1) / 2) as u64;
         for (x, a) in ids.iter().enumerate() {
             for b in &ids[x + 1..] {
-                pairs.insert((*a.min(b), *a.max(b)));
+                *pairs.entry((*a.min(b), *a.max(b))).or_default() |= 1 << bit;
             }
         }
     }
     println!("pairs per kind of key: {by_kind:?}");
-    let mut pairs: Vec<_> = pairs.into_iter().collect();
+    let mut pairs: Pairs = pairs.into_iter().collect();
     pairs.sort_unstable();
-    (pairs, capped)
+    (pairs, kinds, capped)
+}
+
+/// Candidate pairs with the kinds of key that brought each, as bits.
+pub type Pairs = Vec<((u32, u32), u32)>;
+
+/// For each kind of key, the true pairs the matcher merges that no other
+/// kind brings: what leaving that kind out would lose. (A kind that loses
+/// none on every data set is only cost: an index entry per contact and a
+/// probe per row.)
+fn only_by_kind(m: &Matcher, records: &[(usize, Prepared)], pairs: &Pairs, kinds: &[String]) {
+    let mut only: std::collections::BTreeMap<&str, u64> =
+        kinds.iter().map(|k| (k.as_str(), 0)).collect();
+    for &((a, b), mask) in pairs {
+        let (ea, pa) = &records[a as usize];
+        let (eb, pb) = &records[b as usize];
+        if mask.count_ones() == 1 && ea == eb && m.verdict(m.score(pa, pb)) == Verdict::Same {
+            *only
+                .entry(&kinds[mask.trailing_zeros() as usize])
+                .or_default() += 1;
+        }
+    }
+    println!("true pairs merged that only one kind of key brings: {only:?}");
 }
 
 fn true_pairs(records: &[(usize, Prepared)]) -> u64 {
@@ -90,9 +121,9 @@ fn true_pairs(records: &[(usize, Prepared)]) -> u64 {
     per.values().map(|n| n * n.saturating_sub(1) / 2).sum()
 }
 
-fn evaluate(name: &str, m: &Matcher, records: &[(usize, Prepared)], pairs: &[(u32, u32)]) {
+fn evaluate(name: &str, m: &Matcher, records: &[(usize, Prepared)], pairs: &Pairs) {
     let (mut tp, mut fp, mut review_true, mut review) = (0u64, 0u64, 0u64, 0u64);
-    for &(a, b) in pairs {
+    for &((a, b), _) in pairs {
         let (ea, pa) = &records[a as usize];
         let (eb, pb) = &records[b as usize];
         match m.verdict(m.score(pa, pb)) {
@@ -132,11 +163,11 @@ pub fn run(
     };
     let records = prepare(&records, febrl_dir.is_some())?;
     let cap = settings.dedupe.max_block_size;
-    let (pairs, capped) = candidates(&records, cap);
+    let (pairs, kinds, capped) = candidates(&records, cap);
     let truth = true_pairs(&records);
     let blocked_true = pairs
         .iter()
-        .filter(|(a, b)| records[*a as usize].0 == records[*b as usize].0)
+        .filter(|((a, b), _)| records[*a as usize].0 == records[*b as usize].0)
         .count();
     println!(
         "dedupe-train on {source}: {} records, {truth} true pairs; blocking: {} candidate pairs, \
@@ -154,7 +185,7 @@ pub fn run(
     let u = estimate_u(random);
     let vectors = pairs
         .iter()
-        .map(|(a, b)| compare(&records[*a as usize].1, &records[*b as usize].1));
+        .map(|((a, b), _)| compare(&records[*a as usize].1, &records[*b as usize].1));
     // Splink's habit: sessions blocked on fields that rarely agree by chance.
     let sessions: &[&[Field]] = &[
         &[Field::Phone],
@@ -178,12 +209,9 @@ pub fn run(
         settings.dedupe.merge_probability,
         settings.dedupe.possible_probability,
     );
-    evaluate(
-        "built-in model",
-        &Matcher::new(&Model::default(), thresholds),
-        &records,
-        &pairs,
-    );
+    let built_in = Matcher::new(&Model::default(), thresholds);
+    evaluate("built-in model", &built_in, &records, &pairs);
+    only_by_kind(&built_in, &records, &pairs, &kinds);
     evaluate(
         "trained model",
         &Matcher::new(&trained.model, thresholds),
