@@ -32,6 +32,11 @@ async fn workers_show_live_stopped_and_lost() {
     // In this process: live, with its kinds and their concurrency.
     let worker = app.worker().await;
     let here = std::process::id();
+    // The worker registers from its own task, after `worker()` returns.
+    wait_until(20, "the in-process worker registers", || async {
+        state_of(&workers(&app, &support).await, here).is_some()
+    })
+    .await;
     let list = workers(&app, &support).await;
     let me = list.iter().find(|w| w["pid"] == here).expect("registered");
     assert_eq!(me["state"], "live");
