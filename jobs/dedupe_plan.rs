@@ -47,9 +47,6 @@ pub struct Plan {
     /// Tombstones of erased contacts by key: a row sharing one waits for a
     /// reviewer (`bizcontacts_store::erasure`).
     erased: HashMap<BlockId, Uuid>,
-    /// Scores of (row, loaded contact) pairs, computed on every core before
-    /// the rows are placed ([`Plan::prescore`]).
-    scored: HashMap<(Uuid, Uuid), f32>,
 }
 
 /// Where the plan put a row.
@@ -82,7 +79,6 @@ impl Plan {
             possible: vec![],
             created_order: vec![],
             erased: HashMap::new(),
-            scored: HashMap::new(),
         };
         let prepared = parallel::map(&corpus, |c| Prepared::new(&c.values.record()));
         for (c, p) in corpus.into_iter().zip(prepared) {
@@ -109,38 +105,6 @@ impl Plan {
     pub fn with_erased(mut self, erased: Vec<(BlockId, Uuid)>) -> Self {
         self.erased.extend(erased);
         self
-    }
-
-    /// Score each row against the loaded contacts it shares a key with, on
-    /// every core, before the rows are placed one by one: scoring is most
-    /// of the worker's time, and a loaded contact's values as loaded are
-    /// always its first member. (Members a row adds while the chunk is
-    /// placed are scored as they come.) Same scores, same plan.
-    pub fn prescore(&mut self, rows: &[PendingRow], keyed: &[Keyed]) {
-        let (index, contacts, cap) = (&self.index, &self.contacts, self.cap);
-        let mut pairs: Vec<(Uuid, &Prepared, Uuid, &Prepared)> = vec![];
-        for (row, k) in rows.iter().zip(keyed) {
-            let ids: BTreeSet<Uuid> = k
-                .block_ids
-                .iter()
-                .filter_map(|key| index.get(key))
-                .filter(|ids| ids.len() <= cap)
-                .flatten()
-                .copied()
-                .collect();
-            pairs.extend(
-                ids.into_iter()
-                    .map(|id| (row.id, &k.prepared, id, &contacts[&id].members[0])),
-            );
-        }
-        let matcher = &self.matcher;
-        let scores = parallel::map(&pairs, |(_, a, _, b)| matcher.score(a, b));
-        let scored = pairs
-            .iter()
-            .zip(scores)
-            .map(|((row, _, id, _), s)| ((*row, *id), s))
-            .collect();
-        self.scored = scored;
     }
 
     /// Place one row (`keyed` from its values). `target`: the contact it
@@ -196,10 +160,7 @@ impl Plan {
             let w = &self.contacts[&id];
             let (mut top, mut at, mut worst) = (f32::MIN, 0, f32::MAX);
             for (i, m) in w.members.iter().enumerate() {
-                let cached = (i == 0 && !w.created)
-                    .then(|| self.scored.get(&(row.id, id)).copied())
-                    .flatten();
-                let s = cached.unwrap_or_else(|| self.matcher.score(&prepared, m));
+                let s = self.matcher.score(&prepared, m);
                 if s > top {
                     (top, at) = (s, i);
                 }

@@ -70,7 +70,6 @@ pub async fn erase(tx: &mut PgConnection, id: Uuid) -> Result<bool> {
     Ok(true)
 }
 
-/// Erased contacts filed under any of `keys`, as (key, contact) pairs.
 /// Whether any contact was ever erased (then rows are checked against
 /// tombstones). Read under the corpus lock, which [`erase`] takes too.
 pub async fn any(db: impl PgExecutor<'_>) -> Result<bool> {
@@ -81,6 +80,7 @@ pub async fn any(db: impl PgExecutor<'_>) -> Result<bool> {
     )
 }
 
+/// Erased contacts filed under any of `keys`, as (key, contact) pairs.
 pub async fn by_keys(db: impl PgExecutor<'_>, keys: &[BlockId]) -> Result<Vec<(BlockId, Uuid)>> {
     Ok(
         sqlx::query_as("SELECT key, contact_id FROM erased_keys WHERE key = ANY($1)")
