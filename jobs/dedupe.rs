@@ -6,7 +6,10 @@
 //!   loads the contacts sharing a blocking key with its rows, plans merges
 //!   in memory ([`crate::dedupe_plan`]) and writes them with the rows'
 //!   links and the batch's counters; when the recent level of the blocking
-//!   index is full, the chunk moves it into the main one.
+//!   index is full, the chunk moves it into the main one. While a chunk
+//!   writes, the next one is read and planned on a second connection
+//!   ([`crate::dedupe_chunk`], `dedupe.read_ahead`), so the worker's CPU
+//!   and Postgres's writes overlap instead of taking turns.
 //! - `{sweep: true, apply}` (platform admins): the whole corpus in chunks,
 //!   see [`crate::dedupe_sweep`].
 //!
@@ -14,19 +17,17 @@
 //! so a re-run after a crash only sees the rows not yet merged; a created
 //! contact takes its first row's id, so it cannot be created twice.
 
-use crate::dedupe_plan::{Placed, Plan};
+use crate::dedupe_chunk::{Ahead, Chunker};
 use crate::dedupe_sweep;
-use crate::parallel;
 use anyhow::Context;
 use async_trait::async_trait;
 use bizcontacts_domain::batch::Source;
 use bizcontacts_domain::Permission;
-use bizcontacts_matching::{distinct_block_ids, Keyed, Matcher};
+use bizcontacts_matching::Matcher;
 use bizcontacts_queue::args::{JobArgs, Worker};
 use bizcontacts_queue::handler::{JobContext, JobError, RetryPolicy, Starter};
-use bizcontacts_store::{corpus, erasure, imports, staged_rows, term_frequencies, StoreError};
+use bizcontacts_store::{corpus, imports, staged_rows, term_frequencies, StoreError};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -90,6 +91,8 @@ pub struct DedupeJob {
     pub recent_keys_max: i64,
     /// `dedupe.term_frequency_*`.
     pub term_frequencies: term_frequencies::Policy,
+    /// `dedupe.read_ahead`: plan the next chunk while this one writes.
+    pub read_ahead: bool,
 }
 
 #[async_trait]
@@ -182,114 +185,84 @@ impl DedupeJob {
         let (mut done, mut after) = (0i64, 0i32);
         let (mut merged, mut created, mut waiting) = (0i64, 0i64, 0i64);
         let mut capped = 0;
+        let chunker = Chunker {
+            import_id,
+            limit: self.chunk,
+            cap: self.max_block_size,
+            matcher: &matcher,
+            correction,
+        };
+        let mut ahead: Option<Ahead> = None;
+        let (mut taken_ahead, mut read_again) = (0u64, 0u64);
         loop {
             ctx.checkpoint().await?;
             let mut tx = pool.begin().await?;
-            corpus::lock(&mut tx).await.context("corpus lock")?;
+            let epoch = corpus::lock(&mut tx).await.context("corpus lock")?;
             // A quarantined batch contributes nothing more.
-            let rows = if imports::is_quarantined(&mut *tx, import_id)
+            let quarantined = imports::is_quarantined(&mut *tx, import_id)
                 .await
-                .context("batch")?
-            {
-                vec![]
-            } else {
-                corpus::pending_rows(&mut *tx, import_id, after, self.chunk)
-                    .await
-                    .context("reading approved rows")?
+                .context("batch")?;
+            let chunk = match ahead.take() {
+                _ if quarantined => None,
+                Some(a) if a.holds(&mut tx, after, epoch).await? => {
+                    taken_ahead += 1;
+                    Some(a.planned)
+                }
+                stale => {
+                    read_again += u64::from(stale.is_some_and(|a| a.planned.last_row.is_some()));
+                    Some(chunker.read_locked(&mut tx, after).await?)
+                }
             };
-            let Some(last) = rows.last() else {
+            let Some((planned, last)) = chunk.and_then(|c| c.last_row.map(|l| (c, l))) else {
                 ctx.complete_in(&mut tx).await?;
                 tx.commit().await?;
-                tracing::info!(%import_id, merged, created, waiting, capped, "dedupe finished");
+                tracing::info!(
+                    %import_id, merged, created, waiting, capped, taken_ahead, read_again,
+                    "dedupe finished"
+                );
                 return Ok(());
             };
-            after = last.row_number;
-            let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
-            let decisions = corpus::decisions(&mut *tx, &ids)
-                .await
-                .context("decisions")?;
-
-            // Contacts a row must join: its correction target or a reviewer's "same".
-            let mut targets = Vec::with_capacity(rows.len());
-            for row in &rows {
-                let named = row.target.or_else(|| {
-                    decisions
-                        .get(&row.id)
-                        .and_then(|d| d.iter().find(|(_, same)| *same).map(|(c, _)| *c))
-                });
-                let resolved = match named {
-                    Some(id) => corpus::resolve(&mut tx, id).await.context("resolving")?,
-                    None => None,
-                };
-                targets.push(resolved);
-            }
-            let any_erased = erasure::any(&mut *tx).await.context("erasures")?;
-            let keyed: Vec<Keyed> =
-                parallel::map(&rows, |r| Keyed::new(&r.values.record(), any_erased));
-            let keys = distinct_block_ids(keyed.iter().flat_map(|k| k.block_ids.iter().copied()));
-            let (hits, over_cap) = corpus::by_keys(&mut *tx, &keys, self.max_block_size)
-                .await
-                .context("key lookup")?;
-            let ids: Vec<Uuid> = hits
-                .iter()
-                .map(|(_, id)| *id)
-                .chain(targets.iter().flatten().copied())
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .collect();
-            let contacts = corpus::load(&mut *tx, &ids)
-                .await
-                .context("loading contacts")?;
-
-            let tombstones =
-                distinct_block_ids(keyed.iter().flat_map(|k| k.tombstone_ids.iter().copied()));
-            let erased = if tombstones.is_empty() {
-                vec![]
+            after = last;
+            let rows = planned.rows.len() as i64;
+            (merged, created, waiting) = (
+                merged + planned.merged,
+                created + planned.created,
+                waiting + planned.waiting,
+            );
+            capped += planned.plan.capped();
+            let writes = planned.plan.into_writes();
+            let write = corpus::write(&mut tx, import_id, &writes);
+            if self.read_ahead {
+                let next = chunker.read_ahead(&pool, after, &writes, epoch);
+                let (written, next) = tokio::join!(write, next);
+                written.context("writing merges")?;
+                // A failed read ahead (no free connection, say) costs its
+                // time: the chunk is read again under the lock.
+                ahead = next
+                    .inspect_err(
+                        |e| tracing::warn!(error = %e, "reading the next chunk ahead failed"),
+                    )
+                    .ok();
             } else {
-                erasure::by_keys(&mut *tx, &tombstones)
-                    .await
-                    .context("erased key lookup")?
-            };
-            let mut plan = Plan::new(
-                matcher.clone(),
-                self.max_block_size,
-                contacts,
-                hits,
-                over_cap,
-            )
-            .with_erased(erased);
-            for ((row, target), keyed) in rows.iter().zip(&targets).zip(keyed) {
-                let excluded: Vec<Uuid> = decisions
-                    .get(&row.id)
-                    .map(|d| {
-                        d.iter()
-                            .filter(|(_, same)| !same)
-                            .map(|(c, _)| *c)
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                match plan.place(row, keyed, *target, &excluded, correction) {
-                    Placed::Merged => merged += 1,
-                    Placed::Created => created += 1,
-                    Placed::Possible => waiting += 1,
-                }
+                write.await.context("writing merges")?;
             }
-            capped += plan.capped();
-            corpus::write(&mut tx, import_id, &plan.into_writes())
-                .await
-                .context("writing merges")?;
             self.commit_chunk(tx, &pool).await?;
-            done += rows.len() as i64;
-            if corpus::analyze_due(done, rows.len() as i64, total) {
+            done += rows;
+            if corpus::analyze_due(done, rows, total) {
                 corpus::analyze(&pool).await.context("analyze")?;
             }
             // Keys over the cap are counted per chunk: one key met in two
             // chunks counts twice.
-            let message = format!(
+            let mut message = format!(
                 "{merged} merged, {created} created, {waiting} for review, \
                  {capped} blocking keys over the cap of {}",
                 self.max_block_size
             );
+            if self.read_ahead {
+                // Plans read again mean other corpus writers in between.
+                message +=
+                    &format!("; {taken_ahead} chunks planned ahead, {read_again} read again");
+            }
             ctx.progress(done, Some(total), Some(&message)).await?;
         }
     }

@@ -17,6 +17,7 @@ mod billing_reconcile;
 mod crm_pull;
 mod crm_push;
 mod dedupe;
+mod dedupe_chunk;
 mod dedupe_plan;
 mod dedupe_sweep;
 mod export;
@@ -66,6 +67,7 @@ pub fn registry(
         max_block_size: dedupe.max_block_size,
         chunk: dedupe.chunk_rows.max(1),
         recent_keys_max: dedupe.recent_keys_max,
+        read_ahead: dedupe.read_ahead,
         term_frequencies: term_frequencies::Policy {
             min_count: dedupe.term_frequency_min_count,
             max_age: Duration::from_secs(dedupe.term_frequency_max_age_secs),

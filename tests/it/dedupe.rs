@@ -58,6 +58,15 @@ impl Imports {
         panic!("dedupe job {job} did not finish in 60 s: {state}");
     }
 
+    /// A job's last progress message.
+    pub(crate) async fn job_message(&self, job: &str) -> String {
+        sqlx::query_scalar("SELECT progress_message FROM jobs WHERE id = $1::uuid")
+            .bind(job)
+            .fetch_one(&self.app.store.pool)
+            .await
+            .unwrap()
+    }
+
     /// The contact of each row of a batch, in row order.
     pub(crate) async fn links(&self, id: &str) -> Vec<Option<String>> {
         let links: Vec<Option<Uuid>> = sqlx::query_scalar(
@@ -792,9 +801,15 @@ async fn a_row_rejected_while_its_chunk_merges_waits_and_keeps_its_provenance() 
     // The chunk reads its approved rows...
     let pool = &t.app.store.pool;
     let mut chunk = pool.begin().await.unwrap();
-    let rows = bizcontacts_store::corpus::pending_rows(&mut *chunk, import.parse().unwrap(), 0, 10)
-        .await
-        .unwrap();
+    let rows = bizcontacts_store::corpus::pending_rows(
+        &mut *chunk,
+        import.parse().unwrap(),
+        0,
+        10,
+        bizcontacts_store::corpus::Read::Lock,
+    )
+    .await
+    .unwrap();
     assert_eq!(rows.len(), 1);
 
     // ...a reviewer rejects the row meanwhile: the review waits for the chunk.

@@ -112,12 +112,7 @@ async fn a_key_shared_by_too_many_contacts_finds_no_candidates_and_is_reported()
     .await
     .unwrap();
     assert_eq!(none, 0);
-    let message: String =
-        sqlx::query_scalar("SELECT progress_message FROM jobs WHERE id = $1::uuid")
-            .bind(&job)
-            .fetch_one(&t.app.store.pool)
-            .await
-            .unwrap();
+    let message = t.job_message(&job).await;
     assert!(
         message.contains("blocking keys over the cap of 3") && !message.contains(" 0 blocking"),
         "{message}"

@@ -16,6 +16,7 @@ mod crm;
 mod crm_pull;
 mod crm_push;
 mod dedupe;
+mod dedupe_ahead;
 mod dedupe_recall;
 mod erasure;
 mod exports;

@@ -211,6 +211,11 @@ pub struct DedupeSettings {
     /// Term frequencies older than this are counted again by the next
     /// dedupe job (a count streams every active contact once).
     pub term_frequency_max_age_secs: u64,
+    /// Read and plan a batch's next chunk while the current one writes, on
+    /// a second database connection (`jobs/dedupe_chunk.rs`): the plan is
+    /// the same as reading after the commit; off, each chunk is read after
+    /// the one before has committed.
+    pub read_ahead: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -142,8 +142,26 @@ pub async fn analyze(db: impl PgExecutor<'_>) -> Result<()> {
     Ok(())
 }
 
-/// Take the corpus writers' lock until the transaction ends, and keep the
-/// transaction's look-ups on their indexes, uncompiled.
+/// Take the corpus writers' lock until the transaction ends (with
+/// [`read_settings`]); returns the lock's epoch, one more than the previous
+/// holder's. A chunk planned ahead by the dedupe job, while the chunk before
+/// it held the lock, still holds when its own epoch follows that chunk's:
+/// no other writer came in between.
+pub async fn lock(tx: &mut PgConnection) -> Result<i64> {
+    read_settings(tx).await?;
+    sqlx::query(locks::SQL)
+        .bind(AdvisoryLock::Corpus.class())
+        .bind("")
+        .execute(&mut *tx)
+        .await?;
+    // A sequence: it counts rolled-back holders too (harmless: the plan
+    // ahead is only read again), and never waits.
+    Ok(sqlx::query_scalar("SELECT nextval('corpus_epoch')")
+        .fetch_one(tx)
+        .await?)
+}
+
+/// Keep the transaction's look-ups on their indexes, uncompiled.
 ///
 /// A chunk looks up tens of thousands of blocking keys at once; past a few
 /// million contacts the planner priced that as a parallel sequential scan
@@ -151,13 +169,8 @@ pub async fn analyze(db: impl PgExecutor<'_>) -> Result<()> {
 /// chunk, against 0.8 s through the index). The same high estimates made
 /// Postgres JIT-compile the chunk's statements: 70 ms per key look-up,
 /// for statements that each run once per chunk.
-pub async fn lock(tx: &mut PgConnection) -> Result<()> {
+pub async fn read_settings(tx: &mut PgConnection) -> Result<()> {
     sqlx::query("SELECT set_config('enable_seqscan', 'off', true), set_config('jit', 'off', true)")
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query(locks::SQL)
-        .bind(AdvisoryLock::Corpus.class())
-        .bind("")
         .execute(tx)
         .await?;
     Ok(())
@@ -218,7 +231,7 @@ pub async fn by_keys(
     keys: &[BlockId],
     cap: usize,
 ) -> Result<(Vec<(BlockId, Uuid)>, Vec<BlockId>)> {
-    let mut hits: Vec<(BlockId, Uuid)> = sqlx::query_as(
+    let hits: Vec<(BlockId, Uuid)> = sqlx::query_as(
         "SELECT k.key, c.contact_id FROM UNNEST($1::bigint[]) AS k(key)
          CROSS JOIN LATERAL (
              (SELECT contact_id FROM contact_keys WHERE key = k.key LIMIT $2)
@@ -230,23 +243,32 @@ pub async fn by_keys(
     .bind(cap as i64 + 1)
     .fetch_all(db)
     .await?;
+    Ok(cap_hits(hits, vec![], cap))
+}
+
+/// (key, contact) pairs counted once, and the keys with more than `cap`
+/// contacts added to `capped` and left out of the pairs, both sorted.
+pub fn cap_hits(
+    mut hits: Vec<(BlockId, Uuid)>,
+    mut capped: Vec<BlockId>,
+    cap: usize,
+) -> (Vec<(BlockId, Uuid)>, Vec<BlockId>) {
     hits.sort_unstable();
     hits.dedup();
     let mut per_key: HashMap<BlockId, usize> = HashMap::new();
     for (k, _) in &hits {
         *per_key.entry(*k).or_default() += 1;
     }
-    let mut capped: Vec<BlockId> = per_key
-        .into_iter()
-        .filter(|(_, n)| *n > cap)
-        .map(|(k, _)| k)
-        .collect();
+    capped.extend(
+        per_key
+            .into_iter()
+            .filter(|(_, n)| *n > cap)
+            .map(|(k, _)| k),
+    );
     capped.sort_unstable();
-    let hits = hits
-        .into_iter()
-        .filter(|(k, _)| capped.binary_search(k).is_err())
-        .collect();
-    Ok((hits, capped))
+    capped.dedup();
+    hits.retain(|(k, _)| capped.binary_search(k).is_err());
+    (hits, capped)
 }
 
 /// The open match candidates of row `s`, as a subquery per row: `OFFSET 0`
@@ -266,27 +288,51 @@ pub struct PendingRow {
     pub values: Values,
     /// Set on corrections: the contact the row corrects.
     pub target: Option<Uuid>,
+    /// The row version (`xmin`) read: [`relock_rows`] tells a row changed since.
+    pub version: i64,
+}
+
+/// How [`pending_rows`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Read {
+    /// `FOR UPDATE` until the caller's transaction ends, so a review cannot
+    /// reject a row while its chunk is being merged: it waits, then finds
+    /// the row in the corpus.
+    Lock,
+    /// As they are, without locks: a chunk planned ahead, taken only after
+    /// [`relock_rows`] finds the same rows at the same versions.
+    Ahead,
+}
+
+/// `s`'s columns as a [`PendingRow`] reads them.
+fn pending_columns() -> String {
+    format!(
+        "s.id, s.row_number, s.target_contact_id, s.xmin::text::bigint, {}",
+        columns("s.")
+    )
 }
 
 /// Approved rows of a batch after `after_row`, in row order, leaving out
 /// rows that wait for a reviewer's match decision.
-/// (Locked `FOR UPDATE` until the caller's transaction ends, so a review
-/// cannot reject a row while its chunk is being merged: it waits, then finds
-/// the row in the corpus.)
 pub async fn pending_rows(
     db: impl PgExecutor<'_>,
     import_id: Uuid,
     after_row: i32,
     limit: i64,
+    read: Read,
 ) -> Result<Vec<PendingRow>> {
+    let lock = if read == Read::Lock {
+        "FOR UPDATE OF s"
+    } else {
+        ""
+    };
     let rows = sqlx::query(&format!(
-        "SELECT s.id, s.row_number, s.target_contact_id, {}
+        "SELECT {}
          FROM staged_rows s
          WHERE s.import_id = $1 AND s.status = 'approved' AND s.row_number > $2
            AND NOT EXISTS ({WAITING})
-         ORDER BY s.row_number LIMIT $3
-         FOR UPDATE OF s",
-        columns("s.")
+         ORDER BY s.row_number LIMIT $3 {lock}",
+        pending_columns()
     ))
     .bind(import_id)
     .bind(after_row)
@@ -299,10 +345,34 @@ pub async fn pending_rows(
                 id: r.try_get(0)?,
                 row_number: r.try_get(1)?,
                 target: r.try_get(2)?,
-                values: Values::from_row(r, 3)?,
+                version: r.try_get(3)?,
+                values: Values::from_row(r, 4)?,
             })
         })
         .collect()
+}
+
+/// Lock the rows [`pending_rows`] would read now from `after_row` up to
+/// `last_row`, and return them as (id, version) in row order: the rows of
+/// a chunk read with [`Read::Ahead`] when nothing changed in between.
+pub async fn relock_rows(
+    db: impl PgExecutor<'_>,
+    import_id: Uuid,
+    after_row: i32,
+    last_row: i32,
+) -> Result<Vec<(Uuid, i64)>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT s.id, s.xmin::text::bigint FROM staged_rows s
+         WHERE s.import_id = $1 AND s.status = 'approved'
+           AND s.row_number > $2 AND s.row_number <= $3
+           AND NOT EXISTS ({WAITING})
+         ORDER BY s.row_number FOR UPDATE OF s"
+    ))
+    .bind(import_id)
+    .bind(after_row)
+    .bind(last_row)
+    .fetch_all(db)
+    .await?)
 }
 
 /// How many rows [`pending_rows`] would return in all.
