@@ -193,6 +193,17 @@ impl DedupeJob {
             correction,
         };
         let mut ahead: Option<Ahead> = None;
+        // The read ahead's connection, one per running job, taken here
+        // while no lock is held; without one, every chunk is read under
+        // the lock.
+        let mut spare = match self.read_ahead {
+            true => pool
+                .acquire()
+                .await
+                .inspect_err(|e| tracing::warn!(error = %e, "no connection to read ahead with"))
+                .ok(),
+            false => None,
+        };
         let (mut taken_ahead, mut read_again) = (0u64, 0u64);
         loop {
             ctx.checkpoint().await?;
@@ -204,7 +215,7 @@ impl DedupeJob {
                 .context("batch")?;
             let chunk = match ahead.take() {
                 _ if quarantined => None,
-                Some(a) if a.holds(&mut tx, after, epoch).await? => {
+                Some(a) if a.holds(&mut tx, &chunker, after, epoch).await? => {
                     taken_ahead += 1;
                     Some(a.planned)
                 }
@@ -232,12 +243,12 @@ impl DedupeJob {
             capped += planned.plan.capped();
             let writes = planned.plan.into_writes();
             let write = corpus::write(&mut tx, import_id, &writes);
-            if self.read_ahead {
-                let next = chunker.read_ahead(&pool, after, &writes, epoch);
+            if let Some(spare) = spare.as_deref_mut() {
+                let next = chunker.read_ahead(spare, after, &writes, epoch);
                 let (written, next) = tokio::join!(write, next);
                 written.context("writing merges")?;
-                // A failed read ahead (no free connection, say) costs its
-                // time: the chunk is read again under the lock.
+                // A failed read ahead costs its time: the chunk is read
+                // again under the lock.
                 ahead = next
                     .inspect_err(
                         |e| tracing::warn!(error = %e, "reading the next chunk ahead failed"),
@@ -258,7 +269,7 @@ impl DedupeJob {
                  {capped} blocking keys over the cap of {}",
                 self.max_block_size
             );
-            if self.read_ahead {
+            if spare.is_some() {
                 // Plans read again mean other corpus writers in between.
                 message +=
                     &format!("; {taken_ahead} chunks planned ahead, {read_again} read again");

@@ -73,17 +73,18 @@ impl Chunker<'_> {
         plan(inputs, self).await
     }
 
-    /// Read and plan the chunk after row `after` on a connection of its
-    /// own, while the chunk before it, which took the lock at `epoch`,
-    /// writes `writes`.
+    /// Read and plan the chunk after row `after` on `spare`, a connection
+    /// the job took before holding any lock (so waiting for the pool never
+    /// lengthens a hold), while the chunk before it, which took the lock at
+    /// `epoch`, writes `writes`.
     pub async fn read_ahead(
         &self,
-        pool: &sqlx::PgPool,
+        spare: &mut PgConnection,
         after: i32,
         writes: &ChunkWrites,
         epoch: i64,
     ) -> Result<Ahead, JobError> {
-        let mut conn = pool.begin().await?;
+        let mut conn = sqlx::Connection::begin(spare).await?;
         corpus::read_settings(&mut conn).await.context("settings")?;
         let inputs = read(&mut conn, self, after, Read::Ahead, Some(writes)).await?;
         // Its locks end here, before the chunk before commits: the move of
@@ -91,8 +92,6 @@ impl Chunker<'_> {
         conn.commit().await?;
         Ok(Ahead {
             epoch,
-            import_id: self.import_id,
-            after,
             planned: plan(inputs, self).await?,
         })
     }
@@ -102,8 +101,6 @@ impl Chunker<'_> {
 /// at `epoch`) wrote.
 pub struct Ahead {
     epoch: i64,
-    import_id: Uuid,
-    after: i32,
     pub planned: Planned,
 }
 
@@ -116,16 +113,17 @@ impl Ahead {
     pub async fn holds(
         &self,
         tx: &mut PgConnection,
+        chunker: &Chunker<'_>,
         after: i32,
         epoch: i64,
     ) -> Result<bool, JobError> {
         let Some(last) = self.planned.last_row else {
             return Ok(false);
         };
-        if epoch != self.epoch + 1 || after != self.after {
+        if epoch != self.epoch + 1 {
             return Ok(false);
         }
-        let now = corpus::relock_rows(tx, self.import_id, after, last)
+        let now = corpus::relock_rows(tx, chunker.import_id, after, last)
             .await
             .context("locking rows")?;
         Ok(now == self.planned.rows)

@@ -9,7 +9,8 @@
 //!
 //! Writers serialize on one advisory lock ([`lock`]) for the length of a
 //! chunk's transaction: matching reads the contacts a chunk could join and
-//! writes its merges under the same lock, so two dedupe jobs with
+//! writes its merges under the same lock (or reads them during the hold of
+//! the chunk before and checks no one else held it since, [`lock`]'s epoch), so two dedupe jobs with
 //! overlapping contacts can never both create the same contact. Per-key
 //! locks would need thousands of locks per chunk; one short critical section
 //! per chunk is cheaper and makes the outcome independent of worker count.
@@ -304,14 +305,6 @@ pub enum Read {
     Ahead,
 }
 
-/// `s`'s columns as a [`PendingRow`] reads them.
-fn pending_columns() -> String {
-    format!(
-        "s.id, s.row_number, s.target_contact_id, s.xmin::text::bigint, {}",
-        columns("s.")
-    )
-}
-
 /// Approved rows of a batch after `after_row`, in row order, leaving out
 /// rows that wait for a reviewer's match decision.
 pub async fn pending_rows(
@@ -327,12 +320,12 @@ pub async fn pending_rows(
         ""
     };
     let rows = sqlx::query(&format!(
-        "SELECT {}
+        "SELECT s.id, s.row_number, s.target_contact_id, s.xmin::text::bigint, {}
          FROM staged_rows s
          WHERE s.import_id = $1 AND s.status = 'approved' AND s.row_number > $2
            AND NOT EXISTS ({WAITING})
          ORDER BY s.row_number LIMIT $3 {lock}",
-        pending_columns()
+        columns("s.")
     ))
     .bind(import_id)
     .bind(after_row)
@@ -516,7 +509,8 @@ async fn save_contacts(tx: &mut PgConnection, contacts: &[Contact], insert: bool
 }
 
 /// Write a chunk's merges, with the rows' links and the batch's counters.
-/// The rows must have been read with [`pending_rows`] in the same transaction.
+/// The rows must have been locked in the same transaction, by
+/// [`pending_rows`] with [`Read::Lock`] or by [`relock_rows`].
 pub async fn write(tx: &mut PgConnection, import_id: Uuid, w: &ChunkWrites) -> Result<()> {
     save_contacts(tx, &w.created, true).await?;
     save_contacts(tx, &w.updated, false).await?;
@@ -541,7 +535,7 @@ pub async fn write(tx: &mut PgConnection, import_id: Uuid, w: &ChunkWrites) -> R
     .rows_affected();
     // Every value written above came from one of these rows; a row that is
     // no longer approved would leave values in the corpus with no provenance.
-    // `pending_rows` locks them, so this is a guard, not a path.
+    // The rows are locked (see above), so this is a guard, not a path.
     if linked != rows.len() as u64 {
         return Err(StoreError::Conflict(format!(
             "{} of {} rows changed status while their chunk was planned",
@@ -615,8 +609,10 @@ pub async fn add_keys(tx: &mut PgConnection, keys: &[(BlockId, Uuid)]) -> Result
 
 /// Once `contact_keys_recent` has taken `max` keys, move them all into
 /// `contact_keys` in key order, in the caller's transaction (under the
-/// corpus lock, which every reader of the recent level holds too, so the
-/// `TRUNCATE` waits for no one). Returns how many keys moved.
+/// corpus lock; every read of the recent level happens within a hold of
+/// it, a dedupe read ahead within the hold of the chunk before, and ends
+/// before that chunk commits, so the `TRUNCATE` waits for no one).
+/// Returns how many keys moved.
 ///
 /// The move touches each leaf of the big index once, however many keys
 /// land in it; filing the same keys one chunk at a time touched a leaf per
